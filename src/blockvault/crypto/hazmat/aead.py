@@ -1,0 +1,36 @@
+"""AES-GCM with fixed sizes; InvalidTag becomes the opaque DecryptionFailed. Hazardous: no nonce management here."""
+
+from __future__ import annotations
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from blockvault.errors import DecryptionFailed
+
+KEY_SIZES = (16, 24, 32)
+NONCE_SIZE = 12  # NIST SP 800-38D §8.2: 96-bit IVs
+TAG_SIZE = 16
+
+
+class Aead:
+    """One AES-GCM key. Constructing AESGCM has a cost, so callers keep one per key (not per call)."""
+
+    __slots__ = ("_gcm",)
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) not in KEY_SIZES:
+            raise ValueError("AES keys are 16, 24 or 32 bytes")
+        self._gcm = AESGCM(key)
+
+    def seal(self, nonce: bytes, plaintext: bytes | bytearray | memoryview, aad: bytes) -> bytes:
+        if len(nonce) != NONCE_SIZE:
+            raise ValueError("GCM nonces are 12 bytes here")
+        return self._gcm.encrypt(nonce, plaintext, aad)
+
+    def open(self, nonce: bytes, ciphertext: bytes | bytearray | memoryview, aad: bytes) -> bytes:
+        if len(nonce) != NONCE_SIZE:
+            raise DecryptionFailed()
+        try:
+            return self._gcm.decrypt(nonce, ciphertext, aad)
+        except InvalidTag as exc:
+            raise DecryptionFailed() from exc
