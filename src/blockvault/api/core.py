@@ -1,0 +1,219 @@
+"""Block Volume operations (/20160918/...): volumes, boot volumes, backups, KMS keys of volumes, volume data.
+
+Not yet implemented (answered 501 MethodNotImplemented, never retried): replicas, volume groups, backup policies,
+backup copies, delta restores. Ignored on input: autotunePolicies, clusterPlacementGroupId, isReservationsEnabled,
+backupPolicyId, retention settings of backups.
+Volume data (blockvault extension): PUT/GET /20160918/{volumes|bootVolumes}/{id}/data?offset=N[&length=M].
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.routing import Route
+
+from blockvault.api import schemas
+from blockvault.api.framework import Ctx, Reply, operation, sort
+from blockvault.blockstorage.service import NotImplementedYet
+from blockvault.errors import InvalidArgument, MissingParameter
+
+MAX_DATA_REQUEST = 64 << 20  # one data request carries at most 64 MiB
+
+_KIND = {"volumes": "volume", "bootVolumes": "bootvolume"}
+_BACKUP_KIND = {"volumeBackups": "volume", "bootVolumeBackups": "bootvolume"}
+
+
+def _vol_id(ctx: Ctx, kind: str) -> str:
+    return str(ctx.path["volume_id"])
+
+
+def _created(body: dict[str, Any], job_id: str) -> Reply:
+    return Reply(body, headers={"opc-work-request-id": job_id})
+
+
+def _make_volume_ops(collection: str) -> list[Route]:
+    kind = _KIND[collection]
+    op = "Volume" if kind == "volume" else "BootVolume"
+
+    def create(ctx: Ctx) -> Reply:
+        body = ctx.json()
+        ctx.authorize(f"Create{op}", compartment_id=body.get("compartmentId"),
+                      **({"request.kms-key.id": body["kmsKeyId"]} if body.get("kmsKeyId") else {}))
+        volume, job_id = ctx.region.blockstorage.create_volume(kind, body)
+        return _created(schemas.volume(volume), job_id)
+
+    def get(ctx: Ctx) -> Reply:
+        volume = ctx.region.blockstorage.get_volume(kind, _vol_id(ctx, kind))
+        ctx.authorize(f"Get{op}", compartment_id=volume.compartment_id, target_id=volume.id)
+        return Reply(schemas.volume(volume))
+
+    def list_(ctx: Ctx) -> Reply:
+        compartment_id = ctx.query("compartmentId")
+        if kind == "bootvolume" and not compartment_id:
+            raise MissingParameter(field="compartmentId")
+        ctx.authorize(f"List{op}s", compartment_id=compartment_id)
+        items = ctx.region.blockstorage.list_volumes(
+            kind, compartment_id, ctx.query("availabilityDomain"), ctx.query("lifecycleState"), ctx.query("displayName"))
+        return ctx.page(sort([schemas.volume(v) for v in items], ctx))
+
+    def update(ctx: Ctx) -> Reply:
+        svc = ctx.region.blockstorage
+        volume = svc.get_volume(kind, _vol_id(ctx, kind))
+        ctx.authorize(f"Update{op}", compartment_id=volume.compartment_id, target_id=volume.id)
+        ctx.check_if_match(schemas.volume(volume), kind, volume.id)
+        return Reply(schemas.volume(svc.update_volume(kind, volume.id, ctx.json())))
+
+    def delete(ctx: Ctx) -> Reply:
+        svc = ctx.region.blockstorage
+        volume = svc.get_volume(kind, _vol_id(ctx, kind))
+        ctx.authorize(f"Delete{op}", compartment_id=volume.compartment_id, target_id=volume.id)
+        ctx.check_if_match(schemas.volume(volume), kind, volume.id)
+        _, job_id = svc.delete_volume(kind, volume.id)
+        return Reply(None, status=204, headers={"opc-work-request-id": job_id}, etag=False)
+
+    def get_key(ctx: Ctx) -> Reply:
+        volume = ctx.region.blockstorage.get_volume(kind, _vol_id(ctx, kind))
+        ctx.authorize(f"Get{op}KmsKey", compartment_id=volume.compartment_id, target_id=volume.id)
+        return Reply(schemas.kms_key(volume.kms_key_id))
+
+    def update_key(ctx: Ctx) -> Reply:
+        svc = ctx.region.blockstorage
+        volume = svc.get_volume(kind, _vol_id(ctx, kind))
+        body = ctx.json()
+        key_id = body.get("kmsKeyId")
+        ctx.authorize(f"Update{op}KmsKey", compartment_id=volume.compartment_id, target_id=volume.id,
+                      **({"request.kms-key.id": key_id} if key_id else {}))
+        ctx.check_if_match(schemas.kms_key(volume.kms_key_id), kind, volume.id)
+        updated = svc.update_volume_key(kind, volume.id, key_id or None)
+        return Reply(schemas.kms_key(updated.kms_key_id))
+
+    def delete_key(ctx: Ctx) -> Reply:
+        svc = ctx.region.blockstorage
+        volume = svc.get_volume(kind, _vol_id(ctx, kind))
+        ctx.authorize(f"Delete{op}KmsKey", compartment_id=volume.compartment_id, target_id=volume.id)
+        ctx.check_if_match(schemas.kms_key(volume.kms_key_id), kind, volume.id)
+        svc.update_volume_key(kind, volume.id, None)
+        return Reply(None, status=204, etag=False)
+
+    def read_data(ctx: Ctx) -> Reply:
+        svc = ctx.region.blockstorage
+        volume = svc.get_volume(kind, _vol_id(ctx, kind))
+        ctx.authorize(f"Read{op}Data", compartment_id=volume.compartment_id, target_id=volume.id)
+        offset = ctx.query_int("offset", 0) or 0
+        length = ctx.query_int("length")
+        if length is None:
+            raise MissingParameter(field="length")
+        if length > MAX_DATA_REQUEST:
+            raise InvalidArgument(field="length", reason=f"at most {MAX_DATA_REQUEST} bytes per request")
+        return Reply(raw=svc.read(kind, volume.id, offset, length))
+
+    def write_data(ctx: Ctx) -> Reply:
+        svc = ctx.region.blockstorage
+        volume = svc.get_volume(kind, _vol_id(ctx, kind))
+        ctx.authorize(f"Write{op}Data", compartment_id=volume.compartment_id, target_id=volume.id)
+        offset = ctx.query_int("offset", 0) or 0
+        if len(ctx.body) > MAX_DATA_REQUEST:
+            raise InvalidArgument(field="body", reason=f"at most {MAX_DATA_REQUEST} bytes per request")
+        written = svc.write(kind, volume.id, offset, ctx.body)
+        return Reply({"bytesWritten": written}, etag=False)
+
+    base = f"/20160918/{collection}"
+    return [
+        Route(base, operation(create, idempotent_post=True), methods=["POST"]),
+        Route(base, operation(list_), methods=["GET"]),
+        Route(base + "/{volume_id}", operation(get), methods=["GET"]),
+        Route(base + "/{volume_id}", operation(update), methods=["PUT"]),
+        Route(base + "/{volume_id}", operation(delete), methods=["DELETE"]),
+        Route(base + "/{volume_id}/kmsKey", operation(get_key), methods=["GET"]),
+        Route(base + "/{volume_id}/kmsKey", operation(update_key), methods=["PUT"]),
+        Route(base + "/{volume_id}/kmsKey", operation(delete_key), methods=["DELETE"]),
+        Route(base + "/{volume_id}/data", operation(read_data), methods=["GET"]),
+        Route(base + "/{volume_id}/data", operation(write_data), methods=["PUT"]),
+    ]
+
+
+def _make_backup_ops(collection: str) -> list[Route]:
+    kind = _BACKUP_KIND[collection]
+    op = "VolumeBackup" if kind == "volume" else "BootVolumeBackup"
+
+    def create(ctx: Ctx) -> Reply:
+        body = ctx.json()
+        ctx.authorize(f"Create{op}", target_id=body.get("volumeId") or body.get("bootVolumeId"))
+        backup, job_id = ctx.region.blockstorage.create_backup(kind, body)
+        return _created(schemas.backup(backup), job_id)
+
+    def get(ctx: Ctx) -> Reply:
+        backup = ctx.region.blockstorage.get_backup(kind, str(ctx.path["backup_id"]))
+        ctx.authorize(f"Get{op}", compartment_id=backup.compartment_id, target_id=backup.id)
+        return Reply(schemas.backup(backup))
+
+    def list_(ctx: Ctx) -> Reply:
+        compartment_id = ctx.query("compartmentId")
+        if not compartment_id:
+            raise MissingParameter(field="compartmentId")
+        ctx.authorize(f"List{op}s", compartment_id=compartment_id)
+        volume_filter = ctx.query("volumeId") if kind == "volume" else ctx.query("bootVolumeId")
+        items = ctx.region.blockstorage.list_backups(
+            kind, compartment_id, volume_filter, ctx.query("lifecycleState"), ctx.query("displayName"))
+        return ctx.page(sort([schemas.backup(b) for b in items], ctx))
+
+    def update(ctx: Ctx) -> Reply:
+        svc = ctx.region.blockstorage
+        backup = svc.get_backup(kind, str(ctx.path["backup_id"]))
+        body = ctx.json()
+        ctx.authorize(f"Update{op}", compartment_id=backup.compartment_id, target_id=backup.id,
+                      **({"request.kms-key.id": body["kmsKeyId"]} if body.get("kmsKeyId") else {}))
+        ctx.check_if_match(schemas.backup(backup), f"{kind} backup", backup.id)
+        return Reply(schemas.backup(svc.update_backup(kind, backup.id, body)))
+
+    def delete(ctx: Ctx) -> Reply:
+        svc = ctx.region.blockstorage
+        backup = svc.get_backup(kind, str(ctx.path["backup_id"]))
+        ctx.authorize(f"Delete{op}", compartment_id=backup.compartment_id, target_id=backup.id)
+        ctx.check_if_match(schemas.backup(backup), f"{kind} backup", backup.id)
+        _, job_id = svc.delete_backup(kind, backup.id)
+        return Reply(None, status=204, headers={"opc-work-request-id": job_id}, etag=False)
+
+    def copy(ctx: Ctx) -> Reply:
+        raise NotImplementedYet(feature="Cross-region backup copy")
+
+    base = f"/20160918/{collection}"
+    return [
+        Route(base, operation(create, idempotent_post=True), methods=["POST"]),
+        Route(base, operation(list_), methods=["GET"]),
+        Route(base + "/{backup_id}", operation(get), methods=["GET"]),
+        Route(base + "/{backup_id}", operation(update), methods=["PUT"]),
+        Route(base + "/{backup_id}", operation(delete), methods=["DELETE"]),
+        Route(base + "/{backup_id}/actions/copy", operation(copy), methods=["POST"]),
+    ]
+
+
+def _not_yet(feature: str) -> Any:
+    def handler(ctx: Ctx) -> Reply:
+        raise NotImplementedYet(feature=feature)
+
+    return operation(handler)
+
+
+def _work_request(ctx: Ctx) -> Reply:
+    job = ctx.region.runner.repo.get(str(ctx.path["work_request_id"]))
+    if job is None:
+        from blockvault.errors import NotFound
+
+        raise NotFound(kind="work request", ident=str(ctx.path["work_request_id"]))
+    ctx.authorize("GetWorkRequest", compartment_id=job.compartment_id, target_id=job.id)
+    return Reply(schemas.work_request(job, "volume"))
+
+
+routes = [
+    *_make_volume_ops("volumes"),
+    *_make_volume_ops("bootVolumes"),
+    *_make_backup_ops("volumeBackups"),
+    *_make_backup_ops("bootVolumeBackups"),
+    Route("/20160918/workRequests/{work_request_id}", operation(_work_request), methods=["GET"]),
+    Route("/20160918/blockVolumeReplicas/{replica_id}", _not_yet("Block volume replicas"), methods=["GET"]),
+    Route("/20160918/blockVolumeReplicas", _not_yet("Block volume replicas"), methods=["GET"]),
+    Route("/20160918/bootVolumeReplicas/{replica_id}", _not_yet("Boot volume replicas"), methods=["GET"]),
+    Route("/20160918/volumeGroups", _not_yet("Volume groups"), methods=["GET", "POST"]),
+    Route("/20160918/volumeBackupPolicies", _not_yet("Backup policies"), methods=["GET", "POST"]),
+]

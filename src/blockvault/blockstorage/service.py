@@ -1,0 +1,814 @@
+"""Block Volume control plane of one region: volumes, boot volumes, backups, clones, restores, key changes.
+
+Key rules (oci-behaviour.md Part A and B):
+- every volume, boot volume and backup has its own DEK, wrapped by its key or the region's provider key (R1.6);
+- a backup inherits the volume's key (S3/R3.14); a clone keeps the source's key unless told otherwise (D3);
+  a restore without kmsKeyId gets the provider key (R3.18); clones and restores get a new DEK (R1.8);
+- a key change re-wraps the DEK in one compare-and-set of the metadata row, never touching data (R1.9, D9);
+- a key that is not ENABLED stops every operation that needs the DEK with KeyUnusable (D1), and a destroyed key
+  leaves what only it protected FAULTY (D2).
+Concurrency: open stores are leased; a key state change drops every idle store (and its plaintext DEK) at once and
+the busy ones as soon as their current operation ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, and_, delete, insert, select
+
+from blockvault import ids
+from blockvault.backup import engine as backup_engine
+from blockvault.backup.objectstore.base import ObjectStore
+from blockvault.blockstorage import jobs as jobmod
+from blockvault.blockstorage.model import (
+    AVAILABLE,
+    CREATING,
+    FAULTY,
+    GIB,
+    PROVISIONING,
+    TERMINATED,
+    TERMINATING,
+    Backup,
+    Job,
+    Volume,
+)
+from blockvault.clock import Clock
+from blockvault.db import tables
+from blockvault.db.repos import TableRepo
+from blockvault.errors import (
+    Conflict,
+    IncorrectState,
+    InvalidArgument,
+    KeyUnusable,
+    NotFound,
+    RelatedResourceNotFound,
+)
+from blockvault.store.volume import UNIT_SIZE, SnapshotReader, VolumeStore, destroy
+from blockvault.vault.lifecycle import DELETED
+from blockvault.vault.model import WrappedDek
+from blockvault.vault.service import VaultService
+
+log = logging.getLogger(__name__)
+
+MIN_SIZE_GB = 50  # R1.22 (block volumes) and R1.21 (boot volumes)
+MAX_SIZE_GB = 32768
+DEFAULT_SIZE_GB = {"volume": 1024, "bootvolume": 50}
+VPUS = (0, 10, 20, *range(30, 121, 10))
+
+
+class NotImplementedYet(InvalidArgument):
+    """An OCI feature that a later blockvault release brings; answered with 501 so the CLI does not retry."""
+
+    message = "{feature} is not available in this blockvault release yet"
+
+
+@dataclass(frozen=True)
+class Region:
+    name: str
+    key: str
+    availability_domains: tuple[str, ...]
+    root: Path  # the region's storage root; one directory per AD below it
+
+
+class _Lease:
+    __slots__ = ("store", "users", "stale", "source")
+
+    def __init__(self, store: VolumeStore, source: SnapshotReader | None) -> None:
+        self.store, self.source, self.users, self.stale = store, source, 0, False
+
+
+class BlockStorageService:
+    def __init__(
+        self, *, engine: Engine, vault: VaultService, objects: ObjectStore, region: Region, clock: Clock,
+        runner: jobmod.JobRunner, compartment_exists: Callable[[str], bool],
+        random: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self.region, self.vault, self.objects, self.runner = region, vault, objects, runner
+        self._engine, self._clock, self._random = engine, clock, random
+        self._compartment_exists = compartment_exists
+        self.volumes = TableRepo(engine, tables.volumes, Volume)
+        self.backups = TableRepo(engine, tables.backups, Backup)
+        self._leases: dict[str, _Lease] = {}
+        self._lock = threading.Lock()
+        vault.subscribe(self._on_key_change)
+        for op, handler, on_fail in (
+            ("CreateVolume", self._job_create, self._fail_volume),
+            ("CloneVolume", self._job_hydrate, self._fail_volume),
+            ("RestoreVolume", self._job_restore, self._fail_volume),
+            ("DeleteVolume", self._job_delete_volume, self._fail_volume),
+            ("CreateBackup", self._job_backup, self._fail_backup),
+            ("DeleteBackup", self._job_delete_backup, self._fail_backup),
+        ):
+            runner.register(op, handler, on_fail)
+
+    # --- helpers ----------------------------------------------------------------------------------------------
+
+    def volume_dir(self, volume: Volume) -> Path:
+        ad = volume.availability_domain.split(":")[-1]
+        return self.region.root / "ads" / ad / "volumes" / volume.id
+
+    def _ocid_type(self, kind: str) -> str:
+        return kind  # "volume" / "bootvolume" are the OCID types too
+
+    def get_volume(self, kind: str, volume_id: str) -> Volume:
+        volume = self.volumes.get(volume_id)
+        if volume is None or volume.kind != kind:
+            raise NotFound(kind=kind, ident=volume_id)
+        return volume
+
+    def get_backup(self, kind: str, backup_id: str) -> Backup:
+        backup = self.backups.get(backup_id)
+        if backup is None or backup.kind != kind:
+            raise NotFound(kind=f"{kind} backup", ident=backup_id)
+        return backup
+
+    def _check_compartment(self, compartment_id: str) -> None:
+        ids.parse(compartment_id, field="compartmentId")
+        if not self._compartment_exists(compartment_id):
+            raise RelatedResourceNotFound(field="compartmentId", ident=compartment_id)
+
+    def _check_ad(self, ad: str | None) -> str:
+        if not ad:
+            raise InvalidArgument(field="availabilityDomain", reason="an availability domain is required")
+        for name in self.region.availability_domains:
+            if ad.lower() == name.lower() or ad.upper() == name.split(":")[-1]:
+                return name
+        raise InvalidArgument(
+            field="availabilityDomain",
+            reason=f"{ad!r} is not an availability domain of {self.region.name}: "
+            f"{', '.join(self.region.availability_domains)}",
+        )
+
+    @staticmethod
+    def _check_size(kind: str, size_gb: int | None, minimum: int) -> int:
+        size = DEFAULT_SIZE_GB[kind] if size_gb is None else size_gb
+        if not isinstance(size, int) or isinstance(size, bool):
+            raise InvalidArgument(field="sizeInGBs", reason="must be an integer")
+        size = max(size, minimum) if size_gb is None else size
+        if size < max(MIN_SIZE_GB, minimum) or size > MAX_SIZE_GB:
+            if size < minimum:
+                raise InvalidArgument(field="sizeInGBs", reason=f"must be at least the source's size, {minimum} GB")
+            raise InvalidArgument(field="sizeInGBs", reason=f"must be between {MIN_SIZE_GB} and {MAX_SIZE_GB} GB")
+        return size
+
+    @staticmethod
+    def _check_vpus(vpus: int | None) -> int:
+        if vpus is None:
+            return 10
+        if vpus not in VPUS:
+            raise InvalidArgument(field="vpusPerGB", reason="must be 0, 10, 20 or 30 to 120 in steps of 10")
+        return vpus
+
+    def _resolve_key(self, key_id: str | None) -> str | None:
+        if key_id is None:
+            return None
+        self.vault.resolve_key(key_id)
+        return key_id
+
+    def _enqueue(self, conn: Any, job: Job) -> None:
+        self.runner.repo.insert(job, conn)
+
+    # --- leases on open stores (the DEK cache) ----------------------------------------------------------------
+
+    def _on_key_change(self, key_id: str, state: str) -> None:
+        """D1: drop plaintext DEKs at once; D2: a destroyed key leaves what only it protected FAULTY."""
+        with self._lock:
+            for volume_id, lease in list(self._leases.items()):
+                lease.stale = True
+                if lease.users == 0:
+                    self._close(lease)
+                    del self._leases[volume_id]
+        if state == DELETED:
+            reason = f"key {key_id} was deleted; the data it protected is unrecoverable"
+            with self._engine.begin() as conn:
+                for volume in self.volumes.find(tables.volumes.c.kms_key_id == key_id, conn=conn):
+                    if volume.state != TERMINATED:
+                        self.volumes.save(replace(volume, state=FAULTY, faulty_reason=reason), conn)
+                for backup in self.backups.find(tables.backups.c.kms_key_id == key_id, conn=conn):
+                    if backup.state != TERMINATED:
+                        self.backups.save(replace(backup, state=FAULTY, faulty_reason=reason), conn)
+
+    @staticmethod
+    def _close(lease: _Lease) -> None:
+        lease.store.close()
+        if lease.source is not None:
+            lease.source.close()
+
+    def _open(self, volume: Volume) -> _Lease:
+        dek = self.vault.unwrap(volume.wrapped, volume.dek_context())
+        source: SnapshotReader | None = None
+        if volume.clone_snapshot is not None and volume.source_id is not None:
+            src = self.volumes.get(volume.source_id)
+            if src is None:
+                raise Conflict(kind=volume.kind, ident=volume.id, reason="its clone source is gone")
+            src_dek = self.vault.unwrap(src.wrapped, src.dek_context())
+            source = SnapshotReader.open(
+                self.volume_dir(src), name=volume.clone_snapshot, volume_id=src.id, dek=src_dek
+            )
+        store = VolumeStore.open(self.volume_dir(volume), volume_id=volume.id, dek=dek, source=source)
+        return _Lease(store, source)
+
+    @contextmanager
+    def _using(self, volume: Volume) -> Iterator[VolumeStore]:
+        # Ask the key's state on every use: a cached store must not outlive its key's ENABLED state.
+        self.vault.require_usable(volume.kms_key_id)
+        with self._lock:
+            lease = self._leases.get(volume.id)
+            if lease is None or lease.stale:
+                lease = None
+        if lease is None:
+            fresh = self._open(volume)
+            with self._lock:
+                lease = self._leases.get(volume.id)
+                if lease is None or lease.stale:
+                    lease = fresh
+                    self._leases[volume.id] = lease
+                else:
+                    self._close(fresh)
+        with self._lock:
+            lease.users += 1
+        try:
+            yield lease.store
+        finally:
+            with self._lock:
+                lease.users -= 1
+                if lease.users == 0 and (lease.stale or self._leases.get(volume.id) is not lease):
+                    self._close(lease)
+                    if self._leases.get(volume.id) is lease:
+                        del self._leases[volume.id]
+
+    def _forget(self, volume_id: str) -> None:
+        with self._lock:
+            lease = self._leases.pop(volume_id, None)
+            if lease is not None:
+                lease.stale = True
+                if lease.users == 0:
+                    self._close(lease)
+
+    def close(self) -> None:
+        with self._lock:
+            for lease in self._leases.values():
+                self._close(lease)
+            self._leases.clear()
+
+    # --- volumes ----------------------------------------------------------------------------------------------
+
+    def create_volume(self, kind: str, details: dict[str, Any]) -> tuple[Volume, str]:
+        """CreateVolume / CreateBootVolume. Returns the volume (as stored) and the work request id."""
+        source = details.get("sourceDetails")
+        if source is None and details.get("volumeBackupId"):
+            source = {"type": "volumeBackup", "id": details["volumeBackupId"]}  # deprecated alias
+        if details.get("blockVolumeReplicas") or details.get("bootVolumeReplicas"):
+            raise NotImplementedYet(feature="Volume replication (blockVolumeReplicas)")
+        compartment_id = details.get("compartmentId")
+        if not compartment_id:
+            from blockvault.errors import MissingParameter
+
+            raise MissingParameter(field="compartmentId")
+        self._check_compartment(compartment_id)
+        vpus = self._check_vpus(details.get("vpusPerGB"))
+        size_gb = details.get("sizeInGBs")
+        if size_gb is None and details.get("sizeInMBs") is not None:
+            size_gb = int(details["sizeInMBs"]) // 1024
+        key_id = details.get("kmsKeyId")
+        common = {
+            "compartment_id": compartment_id,
+            "display_name": details.get("displayName") or "",
+            "vpus_per_gb": vpus,
+            "freeform_tags": details.get("freeformTags") or {},
+            "defined_tags": details.get("definedTags") or {},
+        }
+        if source is None:
+            if kind == "bootvolume":
+                pass  # blockvault extension: an empty boot volume (OCI makes the first one at instance launch)
+            return self._create_empty(kind, details, size_gb, key_id, common)
+        if not isinstance(source, dict) or "type" not in source:
+            raise InvalidArgument(field="sourceDetails", reason="needs a type")
+        stype = source["type"]
+        source_id = source.get("id")
+        if stype in ("volume", "bootVolume") and (stype == "volume") == (kind == "volume"):
+            return self._create_clone(kind, details, size_gb, source_id, key_id, common)
+        if stype in ("volumeBackup", "bootVolumeBackup") and (stype == "volumeBackup") == (kind == "volume"):
+            return self._create_restore(kind, details, size_gb, source_id, key_id, common)
+        if stype in ("blockVolumeReplica", "bootVolumeReplica"):
+            raise NotImplementedYet(feature="Activating a volume replica (sourceDetails type blockVolumeReplica)")
+        if stype in ("volumeBackupDelta", "bootVolumeBackupDelta"):
+            raise NotImplementedYet(feature="Delta restore (sourceDetails type volumeBackupDelta)")
+        raise InvalidArgument(field="sourceDetails.type", reason=f"{stype!r} is not a valid source for a {kind}")
+
+    def _new_volume(self, kind: str, ad: str, size_gb: int, key_id: str | None, common: dict[str, Any],
+                    **extra: Any) -> tuple[Volume, bytes]:
+        volume_id = ids.new(self._ocid_type(kind), self.region.key, random=self._random)
+        context = {"resource": volume_id, "purpose": kind}
+        dek, wrapped = self.vault.new_dek(key_id, context)
+        volume = Volume(
+            id=volume_id, kind=kind, availability_domain=ad, size_gb=size_gb, state=PROVISIONING,
+            kms_key_id=wrapped.key_id, key_version_id=wrapped.key_version_id, wrapped_dek=wrapped.blob,
+            is_hydrated=True, time_created=self._clock.now(), **common, **extra,
+        )
+        if not volume.display_name:
+            volume.display_name = f"{kind}{volume.time_created:%Y%m%d%H%M%S}"
+        return volume, dek
+
+    def _insert_with_job(self, volume: Volume, operation: str, payload: dict[str, Any] | None = None) -> str:
+        job = self.runner.new(operation, volume.id, volume.compartment_id, payload)
+        with self._engine.begin() as conn:
+            self.volumes.insert(volume, conn)
+            self._enqueue(conn, job)
+        self.runner.wake()
+        return job.id
+
+    def _create_empty(self, kind: str, details: dict[str, Any], size_gb: int | None, key_id: str | None,
+                      common: dict[str, Any]) -> tuple[Volume, str]:
+        ad = self._check_ad(details.get("availabilityDomain"))
+        size = self._check_size(kind, size_gb, 0)
+        volume, _ = self._new_volume(kind, ad, size, self._resolve_key(key_id), common)
+        return volume, self._insert_with_job(volume, "CreateVolume")
+
+    def _create_clone(self, kind: str, details: dict[str, Any], size_gb: int | None, source_id: str | None,
+                      key_id: str | None, common: dict[str, Any]) -> tuple[Volume, str]:
+        if not source_id:
+            from blockvault.errors import MissingParameter
+
+            raise MissingParameter(field="sourceDetails.id")
+        ids.expect(source_id, kind, field="sourceDetails.id")
+        src = self.volumes.get(source_id)
+        if src is None or src.kind != kind or src.state == TERMINATED:
+            raise RelatedResourceNotFound(field="sourceDetails.id", ident=source_id)
+        if src.state != AVAILABLE:
+            raise Conflict(kind=kind, ident=source_id, reason=f"the source is {src.state}; cloning needs AVAILABLE")
+        if not src.is_hydrated:
+            raise IncorrectState(kind=kind, ident=source_id, state="hydrating", allowed=["hydrated"])
+        ad = details.get("availabilityDomain")
+        if ad and self._check_ad(ad) != src.availability_domain:
+            raise InvalidArgument(field="availabilityDomain", reason="a clone must be in its source's availability domain (R4.2)")
+        size = self._check_size(kind, size_gb if size_gb is not None else src.size_gb, src.size_gb)
+        self.vault.require_usable(src.kms_key_id)  # D1: reading the source needs its DEK
+        chosen = self._resolve_key(key_id) if key_id is not None else src.kms_key_id  # D3
+        if chosen is not None and key_id is None:
+            self.vault.resolve_key(chosen)
+        volume, _ = self._new_volume(
+            kind, src.availability_domain, size, chosen, common, source_type=kind, source_id=src.id,
+        )
+        volume.is_hydrated = False
+        volume.clone_snapshot = f"clone-{volume.id}"
+        with self._using(src) as store:
+            store.snapshot(volume.clone_snapshot)  # the point in time of the clone (R4.1)
+        try:
+            job_id = self._insert_with_job(volume, "CloneVolume")
+        except BaseException:
+            with self._using(src) as store:
+                store.delete_snapshot(volume.clone_snapshot)
+            raise
+        return volume, job_id
+
+    def _create_restore(self, kind: str, details: dict[str, Any], size_gb: int | None, backup_id: str | None,
+                        key_id: str | None, common: dict[str, Any]) -> tuple[Volume, str]:
+        if not backup_id:
+            from blockvault.errors import MissingParameter
+
+            raise MissingParameter(field="sourceDetails.id")
+        ids.expect(backup_id, f"{kind}backup", field="sourceDetails.id")
+        backup = self.backups.get(backup_id)
+        if backup is None or backup.kind != kind or backup.state == TERMINATED:
+            raise RelatedResourceNotFound(field="sourceDetails.id", ident=backup_id)
+        if backup.state != AVAILABLE:
+            raise Conflict(kind=f"{kind} backup", ident=backup_id, reason=f"it is {backup.state}; restore needs AVAILABLE")
+        ad = self._check_ad(details.get("availabilityDomain") or self.region.availability_domains[0])
+        size = self._check_size(kind, size_gb if size_gb is not None else backup.size_gb, backup.size_gb)
+        self.vault.require_usable(backup.kms_key_id)  # D1
+        chosen = self._resolve_key(key_id)  # R3.18: no key named -> the provider-managed key
+        volume, _ = self._new_volume(kind, ad, size, chosen, common, source_type=f"{kind}Backup", source_id=backup.id)
+        volume.is_hydrated = False
+        return volume, self._insert_with_job(volume, "RestoreVolume", {"backupId": backup.id})
+
+    def list_volumes(self, kind: str, compartment_id: str | None, ad: str | None, state: str | None,
+                     display_name: str | None) -> list[Volume]:
+        cond = [tables.volumes.c.kind == kind]
+        if compartment_id:
+            cond.append(tables.volumes.c.compartment_id == compartment_id)
+        if ad:
+            cond.append(tables.volumes.c.availability_domain == ad)
+        if state:
+            cond.append(tables.volumes.c.state == state)
+        if display_name:
+            cond.append(tables.volumes.c.display_name == display_name)
+        return self.volumes.find(*cond, order_by=[tables.volumes.c.time_created, tables.volumes.c.id])
+
+    def update_volume(self, kind: str, volume_id: str, details: dict[str, Any]) -> Volume:
+        volume = self.get_volume(kind, volume_id)
+        if details.get("blockVolumeReplicas") or details.get("bootVolumeReplicas"):
+            raise NotImplementedYet(feature="Volume replication (blockVolumeReplicas)")
+        if volume.state != AVAILABLE:
+            raise Conflict(kind=kind, ident=volume_id, reason=f"it is {volume.state}; updates need AVAILABLE")
+        updated = replace(
+            volume,
+            display_name=details.get("displayName") or volume.display_name,
+            freeform_tags=details.get("freeformTags", volume.freeform_tags),
+            defined_tags=details.get("definedTags", volume.defined_tags),
+            vpus_per_gb=self._check_vpus(details.get("vpusPerGB", volume.vpus_per_gb)),
+        )
+        new_size = details.get("sizeInGBs")
+        if new_size is not None and new_size != volume.size_gb:
+            if not isinstance(new_size, int) or new_size < volume.size_gb:
+                raise InvalidArgument(field="sizeInGBs", reason=f"a volume can only grow (it is {volume.size_gb} GB)")
+            self._check_size(kind, new_size, volume.size_gb)
+            if not volume.is_hydrated:
+                raise IncorrectState(kind=kind, ident=volume_id, state="hydrating", allowed=["hydrated"])
+            with self._using(volume) as store:
+                store.resize(new_size * GIB)
+            updated.size_gb = new_size
+        self.volumes.save(updated, expect={"state": volume.state, "size_gb": volume.size_gb})
+        return updated
+
+    def delete_volume(self, kind: str, volume_id: str) -> tuple[Volume, str]:
+        volume = self.get_volume(kind, volume_id)
+        if volume.state in (TERMINATING, TERMINATED):
+            raise Conflict(kind=kind, ident=volume_id, reason=f"it is already {volume.state}")
+        if volume.state == PROVISIONING:
+            raise IncorrectState(kind=kind, ident=volume_id, state=volume.state, allowed=[AVAILABLE, FAULTY])
+        busy = self.backups.find(tables.backups.c.volume_id == volume_id,
+                                 tables.backups.c.state.in_([CREATING, "REQUEST_RECEIVED"]))
+        if busy:
+            # R3.5: not while a backup is in progress; it ends by itself, so this is transient.
+            raise IncorrectState(kind=kind, ident=volume_id, state="BACKUP_IN_PROGRESS", allowed=[AVAILABLE])
+        clones = self.volumes.find(tables.volumes.c.source_id == volume_id, tables.volumes.c.clone_snapshot.is_not(None))
+        if clones:
+            raise IncorrectState(kind=kind, ident=volume_id, state="CLONE_HYDRATING", allowed=[AVAILABLE])
+        job = self.runner.new("DeleteVolume", volume.id, volume.compartment_id)
+        updated = replace(volume, state=TERMINATING)
+        with self._engine.begin() as conn:
+            self.volumes.save(updated, conn, expect={"state": volume.state})
+            self._enqueue(conn, job)
+        self.runner.wake()
+        return updated, job.id
+
+    # --- data -------------------------------------------------------------------------------------------------
+
+    def _data_volume(self, kind: str, volume_id: str) -> Volume:
+        volume = self.get_volume(kind, volume_id)
+        if volume.state == FAULTY:
+            raise KeyUnusable(key_id=volume.kms_key_id, state=DELETED) if volume.kms_key_id else Conflict(
+                kind=kind, ident=volume_id, reason=volume.faulty_reason or "it is FAULTY"
+            )
+        if volume.state != AVAILABLE:
+            raise IncorrectState(kind=kind, ident=volume_id, state=volume.state, allowed=[AVAILABLE])
+        return volume
+
+    def read(self, kind: str, volume_id: str, offset: int, length: int) -> bytes:
+        volume = self._data_volume(kind, volume_id)
+        self._check_range(volume, offset, length)
+        with self._using(volume) as store:
+            return store.read(offset, length)
+
+    def write(self, kind: str, volume_id: str, offset: int, data: bytes) -> int:
+        volume = self._data_volume(kind, volume_id)
+        self._check_range(volume, offset, len(data))
+        with self._using(volume) as store:
+            store.write(offset, data)
+            store.flush()  # an acknowledged REST write is durable
+        return len(data)
+
+    @staticmethod
+    def _check_range(volume: Volume, offset: int, length: int) -> None:
+        if offset < 0 or length < 0 or offset + length > volume.size_bytes:
+            raise InvalidArgument(
+                field="offset", reason=f"range {offset}+{length} is outside the volume ({volume.size_bytes} bytes)"
+            )
+
+    # --- volume keys ------------------------------------------------------------------------------------------
+
+    def update_volume_key(self, kind: str, volume_id: str, key_id: str | None) -> Volume:
+        """PUT/DELETE .../kmsKey: one atomic re-wrap of the DEK; data untouched (R1.9, D9). None: provider key."""
+        volume = self.get_volume(kind, volume_id)
+        if volume.state != AVAILABLE:
+            raise Conflict(kind=kind, ident=volume_id, reason=f"it is {volume.state}; a key change needs AVAILABLE")
+        if key_id is not None:
+            self.vault.resolve_key(key_id)
+        new = self.vault.rewrap(volume.wrapped, volume.dek_context(), key_id)
+        updated = replace(volume, kms_key_id=new.key_id, key_version_id=new.key_version_id, wrapped_dek=new.blob)
+        self.volumes.save(updated, expect={"wrapped_dek": volume.wrapped_dek, "state": AVAILABLE})
+        return updated
+
+    # --- backups ----------------------------------------------------------------------------------------------
+
+    def create_backup(self, kind: str, details: dict[str, Any]) -> tuple[Backup, str]:
+        field = "volumeId" if kind == "volume" else "bootVolumeId"
+        volume_id = details.get(field)
+        if not volume_id:
+            from blockvault.errors import MissingParameter
+
+            raise MissingParameter(field=field)
+        ids.expect(volume_id, kind, field=field)
+        btype = details.get("type") or "INCREMENTAL"  # R3.1
+        if btype not in ("FULL", "INCREMENTAL"):
+            raise InvalidArgument(field="type", reason="must be FULL or INCREMENTAL")
+        volume = self.volumes.get(volume_id)
+        if volume is None or volume.kind != kind or volume.state == TERMINATED:
+            raise RelatedResourceNotFound(field=field, ident=volume_id)
+        if volume.state != AVAILABLE:
+            raise Conflict(kind=kind, ident=volume_id, reason=f"it is {volume.state}; a backup needs AVAILABLE")
+        if not volume.is_hydrated:
+            raise IncorrectState(kind=kind, ident=volume_id, state="hydrating", allowed=["hydrated"])
+        if self.backups.find(tables.backups.c.volume_id == volume_id, tables.backups.c.state == CREATING):
+            raise IncorrectState(kind=kind, ident=volume_id, state="BACKUP_IN_PROGRESS", allowed=[AVAILABLE])
+        self.vault.require_usable(volume.kms_key_id)  # D1
+        key_id = details.get("kmsKeyId")
+        chosen = self._resolve_key(key_id) if key_id else volume.kms_key_id  # R3.14: inherit the volume's key
+        now = self._clock.now()
+        backup = Backup(
+            id=ids.new(f"{kind}backup", self.region.key, random=self._random), kind=kind, volume_id=volume_id,
+            compartment_id=volume.compartment_id, display_name=details.get("displayName") or "",
+            type=btype, source_type="MANUAL", state=CREATING, kms_key_id=chosen, size_gb=volume.size_gb,
+            time_created=now, time_request_received=now,
+            freeform_tags=details.get("freeformTags") or dict(volume.freeform_tags),  # R3.9
+            defined_tags=details.get("definedTags") or dict(volume.defined_tags),
+        )
+        if not backup.display_name:
+            backup.display_name = f"{volume.display_name}-backup-{now:%Y%m%d%H%M%S}"
+        _, wrapped = self.vault.new_dek(chosen, backup.dek_context(backup.id))
+        backup.snapshot_name = f"backup-{backup.id}"
+        with self._using(volume) as store:
+            store.snapshot(backup.snapshot_name)
+            backup.snapshot_seq = store.seq
+        job = self.runner.new("CreateBackup", backup.id, backup.compartment_id)
+        try:
+            with self._engine.begin() as conn:
+                self.backups.insert(backup, conn)
+                self._put_dek(conn, backup.id, backup.id, wrapped)
+                self._enqueue(conn, job)
+        except BaseException:
+            with self._using(volume) as store:
+                store.delete_snapshot(backup.snapshot_name)
+            raise
+        self.runner.wake()
+        return backup, job.id
+
+    @staticmethod
+    def _put_dek(conn: Any, backup_id: str, dek_id: str, wrapped: WrappedDek) -> None:
+        conn.execute(insert(tables.backup_deks).values(
+            backup_id=backup_id, dek_id=dek_id, key_version_id=wrapped.key_version_id, wrapped_dek=wrapped.blob
+        ))
+
+    def _backup_deks(self, backup: Backup, conn: Any = None) -> dict[str, WrappedDek]:
+        stmt = select(tables.backup_deks).where(tables.backup_deks.c.backup_id == backup.id)
+        if conn is None:
+            with self._engine.connect() as c:
+                rows = c.execute(stmt).all()
+        else:
+            rows = conn.execute(stmt).all()
+        return {r.dek_id: WrappedDek(backup.kms_key_id, r.key_version_id, bytes(r.wrapped_dek)) for r in rows}
+
+    def _unwrap_backup_deks(self, backup: Backup) -> dict[str, bytes]:
+        return {dek_id: self.vault.unwrap(w, backup.dek_context(dek_id)) for dek_id, w in self._backup_deks(backup).items()}
+
+    def list_backups(self, kind: str, compartment_id: str | None, volume_id: str | None, state: str | None,
+                     display_name: str | None) -> list[Backup]:
+        cond = [tables.backups.c.kind == kind]
+        if compartment_id:
+            cond.append(tables.backups.c.compartment_id == compartment_id)
+        if volume_id:
+            cond.append(tables.backups.c.volume_id == volume_id)
+        if state:
+            cond.append(tables.backups.c.state == state)
+        if display_name:
+            cond.append(tables.backups.c.display_name == display_name)
+        return self.backups.find(*cond, order_by=[tables.backups.c.time_created, tables.backups.c.id])
+
+    def update_backup(self, kind: str, backup_id: str, details: dict[str, Any]) -> Backup:
+        """UpdateVolumeBackup: name, tags and kmsKeyId ("" = back to the provider-managed key, D7): re-wrap only."""
+        backup = self.get_backup(kind, backup_id)
+        if backup.state in (TERMINATING, TERMINATED):
+            raise Conflict(kind=f"{kind} backup", ident=backup_id, reason=f"it is {backup.state}")
+        updated = replace(
+            backup,
+            display_name=details.get("displayName") or backup.display_name,
+            freeform_tags=details.get("freeformTags", backup.freeform_tags),
+            defined_tags=details.get("definedTags", backup.defined_tags),
+        )
+        if "kmsKeyId" not in details or details["kmsKeyId"] is None:
+            self.backups.save(updated, expect={"state": backup.state, "kms_key_id": backup.kms_key_id})
+            return updated
+        if backup.state != AVAILABLE:
+            raise Conflict(kind=f"{kind} backup", ident=backup_id, reason=f"it is {backup.state}; a key change needs AVAILABLE")
+        new_key = details["kmsKeyId"] or None
+        if new_key is not None:
+            self.vault.resolve_key(new_key)
+        rewrapped = {
+            dek_id: self.vault.rewrap(w, backup.dek_context(dek_id), new_key)
+            for dek_id, w in self._backup_deks(backup).items()
+        }
+        updated.kms_key_id = new_key
+        with self._engine.begin() as conn:
+            self.backups.save(updated, conn, expect={"state": AVAILABLE, "kms_key_id": backup.kms_key_id})
+            for dek_id, w in rewrapped.items():
+                conn.execute(
+                    tables.backup_deks.update()
+                    .where(and_(tables.backup_deks.c.backup_id == backup.id, tables.backup_deks.c.dek_id == dek_id))
+                    .values(key_version_id=w.key_version_id, wrapped_dek=w.blob)
+                )
+        return updated
+
+    def delete_backup(self, kind: str, backup_id: str) -> tuple[Backup, str]:
+        backup = self.get_backup(kind, backup_id)
+        if backup.state in (TERMINATING, TERMINATED):
+            raise Conflict(kind=f"{kind} backup", ident=backup_id, reason=f"it is already {backup.state}")
+        if backup.state == CREATING:
+            raise IncorrectState(kind=f"{kind} backup", ident=backup_id, state=backup.state, allowed=[AVAILABLE, FAULTY])
+        restoring = self.volumes.find(tables.volumes.c.source_id == backup_id, tables.volumes.c.state == PROVISIONING)
+        if restoring:
+            raise IncorrectState(kind=f"{kind} backup", ident=backup_id, state="RESTORE_IN_PROGRESS", allowed=[AVAILABLE])
+        job = self.runner.new("DeleteBackup", backup.id, backup.compartment_id)
+        updated = replace(backup, state=TERMINATING)
+        with self._engine.begin() as conn:
+            self.backups.save(updated, conn, expect={"state": backup.state})
+            self._enqueue(conn, job)
+        self.runner.wake()
+        return updated, job.id
+
+    # --- jobs -------------------------------------------------------------------------------------------------
+
+    def _job_volume(self, job: Job) -> Volume:
+        volume = self.volumes.get(job.resource_id)
+        if volume is None:
+            raise NotFound(kind="volume", ident=job.resource_id)
+        return volume
+
+    def _job_create(self, job: Job, progress: Callable[[float], None]) -> None:
+        volume = self._job_volume(job)
+        if volume.state != PROVISIONING:
+            return
+        directory = self.volume_dir(volume)
+        if not (directory / "map.db").exists():
+            dek = self.vault.unwrap(volume.wrapped, volume.dek_context())
+            shutil.rmtree(directory, ignore_errors=True)
+            VolumeStore.create(directory, volume_id=volume.id, size_bytes=volume.size_bytes, dek=dek).close()
+        self.volumes.save(replace(volume, state=AVAILABLE), expect={"state": PROVISIONING})
+
+    def _job_hydrate(self, job: Job, progress: Callable[[float], None]) -> None:
+        volume = self._job_volume(job)
+        if volume.state == PROVISIONING:
+            self._job_create(job, progress)
+            volume = self._job_volume(job)
+        if volume.state != AVAILABLE or volume.is_hydrated or volume.clone_snapshot is None:
+            return
+        src = self.volumes.get(volume.source_id or "")
+        if src is None:
+            raise Conflict(kind=volume.kind, ident=volume.id, reason="the clone's source is gone")
+        src_dek = self.vault.unwrap(src.wrapped, src.dek_context())
+        reader = SnapshotReader.open(self.volume_dir(src), name=volume.clone_snapshot, volume_id=src.id, dek=src_dek)
+        try:
+            units = reader.units()
+            with self._using(volume) as store:
+                for n, (index, _seq) in enumerate(units):
+                    if n % 256 == 0:
+                        self.vault.require_usable(volume.kms_key_id)
+                        self.vault.require_usable(src.kms_key_id)
+                        if units:
+                            progress(100.0 * n / len(units))
+                    if not store.has_unit(index):
+                        store.write_unit_if_absent(index, reader.read_unit(index))
+                store.flush()
+        finally:
+            reader.close()
+        current = self._job_volume(job)
+        self.volumes.save(replace(current, is_hydrated=True, clone_snapshot=None),
+                          expect={"clone_snapshot": volume.clone_snapshot})
+        self._forget(volume.id)  # reopen without the source: the clone is independent now
+        with self._using(src) as store:
+            store.delete_snapshot(volume.clone_snapshot)
+
+    def _job_restore(self, job: Job, progress: Callable[[float], None]) -> None:
+        volume = self._job_volume(job)
+        if volume.state != PROVISIONING:
+            return
+        backup = self.backups.get(job.payload["backupId"])
+        if backup is None or backup.state != AVAILABLE:
+            raise Conflict(kind="backup", ident=job.payload["backupId"], reason="it is no longer available")
+        deks = self._unwrap_backup_deks(backup)
+        dek = self.vault.unwrap(volume.wrapped, volume.dek_context())
+        manifest = backup_engine.read_manifest(self.objects, backup.id, deks[backup.id])
+        directory = self.volume_dir(volume)
+        destroy(directory)  # a crashed attempt restarts from nothing
+        store = VolumeStore.create(directory, volume_id=volume.id, size_bytes=volume.size_bytes, dek=dek)
+        try:
+            def write_chunk(offset: int, data: bytes) -> None:
+                store.write(offset, data)
+
+            backup_engine.restore_backup(self.objects, manifest, deks, write_chunk,
+                                         progress=lambda done, total: progress(100.0 * done / max(total, 1)))
+            store.flush()
+        finally:
+            store.close()
+        self.volumes.save(replace(volume, state=AVAILABLE, is_hydrated=True), expect={"state": PROVISIONING})
+
+    def _job_delete_volume(self, job: Job, progress: Callable[[float], None]) -> None:
+        volume = self._job_volume(job)
+        self._forget(volume.id)
+        if volume.clone_snapshot and volume.source_id:
+            src = self.volumes.get(volume.source_id)
+            if src is not None and src.state == AVAILABLE:
+                try:
+                    with self._using(src) as store:
+                        store.delete_snapshot(volume.clone_snapshot)
+                except KeyUnusable:
+                    log.warning("snapshot %s of %s left for later", volume.clone_snapshot, src.id)
+        destroy(self.volume_dir(volume))
+        self.volumes.save(replace(volume, state=TERMINATED, clone_snapshot=None), expect={"state": volume.state})
+
+    def _fail_volume(self, job: Job, reason: str) -> None:
+        volume = self.volumes.get(job.resource_id)
+        if volume is not None and volume.state != TERMINATED:
+            self.volumes.save(replace(volume, state=FAULTY, faulty_reason=reason))
+
+    def _job_backup(self, job: Job, progress: Callable[[float], None]) -> None:
+        backup = self.backups.get(job.resource_id)
+        if backup is None or backup.state != CREATING or backup.snapshot_name is None:
+            return
+        volume = self.volumes.get(backup.volume_id)
+        if volume is None:
+            raise Conflict(kind="backup", ident=backup.id, reason="its volume is gone")
+        own = self._backup_deks(backup)[backup.id]
+        own_dek = self.vault.unwrap(own, backup.dek_context(backup.id))
+        vol_dek = self.vault.unwrap(volume.wrapped, volume.dek_context())
+        parent, parent_manifest, inherited = None, None, {}
+        if backup.type == "INCREMENTAL":
+            parent, parent_manifest, inherited = self._parent_for(backup)
+        reader = SnapshotReader.open(self.volume_dir(volume), name=backup.snapshot_name, volume_id=volume.id, dek=vol_dek)
+        try:
+            result = backup_engine.write_backup(
+                self.objects, reader, backup_id=backup.id, volume_id=volume.id, dek=own_dek,
+                kind="INCREMENTAL" if parent_manifest is not None else "FULL", parent=parent_manifest,
+                progress=lambda done, total: progress(100.0 * done / max(total, 1)),
+            )
+        finally:
+            reader.close()
+        needed = backup_engine.dek_ids(result.manifest) - {backup.id}
+        with self._engine.begin() as conn:
+            for dek_id in sorted(needed):
+                self._put_dek(conn, backup.id, dek_id, self.vault.wrap(backup.kms_key_id, inherited[dek_id],
+                                                                        backup.dek_context(dek_id)))
+            self.backups.save(
+                replace(backup, state=AVAILABLE, unique_size_bytes=result.bytes_stored,
+                        type="INCREMENTAL" if parent_manifest is not None else "FULL",
+                        parent_id=parent.id if parent is not None else None, snapshot_name=None),
+                conn, expect={"state": CREATING},
+            )
+        try:
+            with self._using(volume) as store:
+                store.delete_snapshot(backup.snapshot_name)
+        except (KeyUnusable, Conflict, IncorrectState):
+            log.warning("snapshot %s of %s left for later", backup.snapshot_name, volume.id)
+
+    def _parent_for(self, backup: Backup) -> tuple[Backup | None, Any, dict[str, bytes]]:
+        """The newest AVAILABLE backup of the same volume whose keys are usable; None means a FULL backup."""
+        candidates = self.backups.find(
+            tables.backups.c.volume_id == backup.volume_id, tables.backups.c.state == AVAILABLE,
+            order_by=[tables.backups.c.time_created.desc()],
+        )
+        for parent in candidates[:1]:
+            if parent.size_gb != backup.size_gb:
+                return None, None, {}  # R3.3: the first backup after a resize is FULL
+            try:
+                deks = self._unwrap_backup_deks(parent)
+                manifest = backup_engine.read_manifest(self.objects, parent.id, deks[parent.id])
+            except KeyUnusable:
+                return None, None, {}
+            return parent, manifest, deks
+        return None, None, {}
+
+    def _job_delete_backup(self, job: Job, progress: Callable[[float], None]) -> None:
+        backup = self.backups.get(job.resource_id)
+        if backup is None or backup.state == TERMINATED:
+            return
+        own_deks = set(self._backup_deks(backup)) | {backup.id}
+        self.objects.delete(f"manifests/{backup.id}")
+        with self._engine.begin() as conn:
+            conn.execute(delete(tables.backup_deks).where(tables.backup_deks.c.backup_id == backup.id))
+            self.backups.save(replace(backup, state=TERMINATED), conn, expect={"state": backup.state})
+        # Chunks written by a backup live as long as some live backup still holds that backup's DEK.
+        with self._engine.connect() as conn:
+            for dek_id in sorted(own_deks):
+                holder = conn.execute(
+                    select(tables.backup_deks.c.backup_id).where(tables.backup_deks.c.dek_id == dek_id).limit(1)
+                ).first()
+                if holder is None:
+                    for name in self.objects.list(f"chunks/{dek_id}/"):
+                        self.objects.delete(name)
+
+    def _fail_backup(self, job: Job, reason: str) -> None:
+        backup = self.backups.get(job.resource_id)
+        if backup is not None and backup.state != TERMINATED:
+            self.backups.save(replace(backup, state=FAULTY, faulty_reason=reason))
+
+
+__all__ = ["UNIT_SIZE", "BlockStorageService", "NotImplementedYet", "Region"]

@@ -1,0 +1,71 @@
+"""`blockvault serve`: run the REST API and the job runners for every region on one port."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any
+
+from blockvault.config import Settings
+
+
+def register(sub: Any) -> None:
+    serve = sub.add_parser("serve", help="run blockvault (REST API, Vault, job runners) on embedded defaults")
+    serve.add_argument("--data-dir", help="where everything lives (env BLOCKVAULT_DATA_DIR; default ~/.local/share/blockvault)")
+    serve.add_argument("--port", type=int, help="HTTP port (env BLOCKVAULT_PORT; default 8080)")
+    serve.add_argument("--host", help="listen address (env BLOCKVAULT_HOST; default 127.0.0.1)")
+    serve.add_argument("--allow-clock-control", action="store_true", default=None,
+                       help="let the admin advance the Vault clock (rehearsals and tests; env BLOCKVAULT_ALLOW_CLOCK_CONTROL)")
+    serve.set_defaults(handler=cmd_serve)
+
+
+def banner(server: Any) -> str:
+    settings = server.settings
+    lines = ["blockvault is running.", "", "Endpoints (one per region):"]
+    for rs in settings.regions:
+        lines.append(f"  {rs.name:<14} {settings.region_url(rs.name)}")
+    cfg = server.bootstrap.config_file
+    first = settings.regions[0].name
+    url = settings.region_url(first)
+    lines += [
+        "",
+        f"oci config file: {cfg}  (profile DEFAULT, bootstrap admin; API key {server.bootstrap.key_file})",
+        f"tenancy (root compartment): {server.bootstrap.tenancy_id}",
+        f"availability domains in {first}: {', '.join(settings.regions[0].availability_domains)}",
+        "",
+        "Try:",
+        f"  oci --config-file {cfg} --endpoint {url} kms management vault create "
+        f"--compartment-id {server.bootstrap.tenancy_id} --display-name v1 --vault-type DEFAULT --wait-for-state ACTIVE",
+        f"  oci --config-file {cfg} --endpoint {url} bv volume create --compartment-id {server.bootstrap.tenancy_id} "
+        f"--availability-domain {settings.regions[0].availability_domains[0]} --size-in-gbs 50 --wait-for-state AVAILABLE",
+        "  blockvault bv volume list        # our CLI finds this server and its credentials by itself",
+        "  blockvault volume write <volume-id> --from-file disk.img",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def cmd_serve(args: argparse.Namespace, ctx: Any = None) -> int:
+    import uvicorn
+
+    from blockvault.server import Server
+
+    overrides: dict[str, object] = {}
+    for name in ("data_dir", "port", "host", "allow_clock_control"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    settings = Settings.from_env(os.environ, **overrides)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    server = Server(settings)
+    server.write_discovery()
+    server.start_background()
+    sys.stdout.write(banner(server))
+    sys.stdout.flush()
+    try:
+        uvicorn.run(server.app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    finally:
+        server.stop()
+    return 0
