@@ -21,7 +21,8 @@ class RegionSettings:
 
     @property
     def availability_domains(self) -> tuple[str, ...]:
-        return tuple(f"{AD_PREFIX}:{self.name.upper()}-AD-{n}" for n in range(1, self.ad_count + 1))
+        stem = self.name.rsplit("-", 1)[0].upper()  # us-ashburn-1 -> US-ASHBURN (R8.6)
+        return tuple(f"{AD_PREFIX}:{stem}-AD-{n}" for n in range(1, self.ad_count + 1))
 
 
 DEFAULT_REGIONS = (RegionSettings("us-ashburn-1", "iad"), RegionSettings("us-phoenix-1", "phx"))

@@ -84,7 +84,7 @@ def parse(text: str, *, field: str = "id") -> Ocid:
     parts = text.split(".")
     if len(parts) < 5 or parts[0] != "ocid1" or not parts[1] or not parts[2] or not parts[-1]:
         raise InvalidArgument(field=field, reason=f"{text!r} is not a valid OCID")
-    if any(not _SEGMENT.match(p) for p in parts):
+    if any(not _SEGMENT.fullmatch(p) for p in parts):
         raise InvalidArgument(field=field, reason=f"{text!r} is not a valid OCID")
     future = ".".join(parts[4:-1])
     return Ocid(parts[1].lower(), parts[2], parts[3], future, parts[-1])

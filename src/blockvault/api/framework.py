@@ -149,7 +149,7 @@ def operation(handler: Handler, *, idempotent_post: bool = False) -> Callable[[R
                 raw_target += "?" + qs
             signed = signing.SignedRequest(
                 method=request.method, raw_target=raw_target,
-                headers={k.lower(): v for k, v in request.headers.items()}, body=body,
+                headers=request.headers, body=body,
             )
             verified = signing.verify(signed, lookup=app.identity.public_key, now=app.wall_clock.now())
             principal = Principal(verified.key_id.tenancy_id, verified.key_id.user_id, verified.key_id.fingerprint)

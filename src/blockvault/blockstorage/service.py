@@ -43,6 +43,7 @@ from blockvault.blockstorage.model import (
 )
 from blockvault.clock import Clock
 from blockvault.db import tables
+from blockvault.db.engine import reading
 from blockvault.db.repos import TableRepo
 from blockvault.errors import (
     Conflict,
@@ -562,7 +563,7 @@ class BlockStorageService:
     def _backup_deks(self, backup: Backup, conn: Any = None) -> dict[str, WrappedDek]:
         stmt = select(tables.backup_deks).where(tables.backup_deks.c.backup_id == backup.id)
         if conn is None:
-            with self._engine.connect() as c:
+            with reading(self._engine) as c:
                 rows = c.execute(stmt).all()
         else:
             rows = conn.execute(stmt).all()
@@ -753,10 +754,13 @@ class BlockStorageService:
         finally:
             reader.close()
         needed = backup_engine.dek_ids(result.manifest) - {backup.id}
+        # The child holds its own wrapped copy of every DEK its chunks need, so it stays readable (and re-keyable)
+        # whatever happens to its parents and their keys.
+        copies = {dek_id: self.vault.wrap(backup.kms_key_id, inherited[dek_id], backup.dek_context(dek_id))
+                  for dek_id in sorted(needed)}
         with self._engine.begin() as conn:
-            for dek_id in sorted(needed):
-                self._put_dek(conn, backup.id, dek_id, self.vault.wrap(backup.kms_key_id, inherited[dek_id],
-                                                                        backup.dek_context(dek_id)))
+            for dek_id, wrapped in copies.items():
+                self._put_dek(conn, backup.id, dek_id, wrapped)
             self.backups.save(
                 replace(backup, state=AVAILABLE, unique_size_bytes=result.bytes_stored,
                         type="INCREMENTAL" if parent_manifest is not None else "FULL",
@@ -796,7 +800,7 @@ class BlockStorageService:
             conn.execute(delete(tables.backup_deks).where(tables.backup_deks.c.backup_id == backup.id))
             self.backups.save(replace(backup, state=TERMINATED), conn, expect={"state": backup.state})
         # Chunks written by a backup live as long as some live backup still holds that backup's DEK.
-        with self._engine.connect() as conn:
+        with reading(self._engine) as conn:
             for dek_id in sorted(own_deks):
                 holder = conn.execute(
                     select(tables.backup_deks.c.backup_id).where(tables.backup_deks.c.dek_id == dek_id).limit(1)

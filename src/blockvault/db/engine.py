@@ -40,7 +40,8 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Reads take no write lock (WAL readers never block); writes lock up front.
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("readonly") else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True)
@@ -56,8 +57,10 @@ def upgrade(engine: Engine, tree: str) -> None:
 
 
 @contextmanager
-def transaction(engine: Engine) -> Iterator[Connection]:
-    with engine.begin() as conn:
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A read-only connection: a deferred transaction, so it never waits for or blocks a writer."""
+    with engine.connect() as conn:
+        conn.execution_options(readonly=True)
         yield conn
 
 

@@ -7,6 +7,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine, Table, and_, delete, insert, select, update
 
+from blockvault.db.engine import reading
 from blockvault.db.mapping import from_row, to_row
 from blockvault.errors import Conflict
 
@@ -28,7 +29,7 @@ class TableRepo(Generic[T]):
         if conn is not None:
             row = conn.execute(stmt).first()
         else:
-            with self.engine.connect() as c:
+            with reading(self.engine) as c:
                 row = c.execute(stmt).first()
         return None if row is None else from_row(self.cls, row)
 
@@ -64,6 +65,6 @@ class TableRepo(Generic[T]):
         if conn is not None:
             rows = conn.execute(stmt).all()
         else:
-            with self.engine.connect() as c:
+            with reading(self.engine) as c:
                 rows = c.execute(stmt).all()
         return [from_row(self.cls, r) for r in rows]

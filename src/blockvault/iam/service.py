@@ -13,6 +13,7 @@ from sqlalchemy import Engine, insert, select
 from blockvault import ids
 from blockvault.clock import Clock
 from blockvault.db import tables
+from blockvault.db.engine import reading
 from blockvault.db.repos import TableRepo
 from blockvault.errors import InvalidArgument, NotFound
 from blockvault.iam import signing
@@ -74,7 +75,7 @@ class IdentityService:
     def public_key(self, key_id: signing.KeyId) -> RSAPublicKey | None:
         """The signer's uploaded public key, or None (unknown tenancy, user or fingerprint; inactive user)."""
         cache_key = (key_id.tenancy_id, key_id.user_id, key_id.fingerprint)
-        with self._engine.connect() as conn:
+        with reading(self._engine) as conn:
             row = conn.execute(
                 select(tables.api_keys.c.key_pem, tables.users.c.tenancy_id, tables.users.c.state)
                 .join(tables.users, tables.users.c.id == tables.api_keys.c.user_id)
