@@ -77,7 +77,10 @@ class Settings:
             clock = parse_bool("BLOCKVAULT_ALLOW_CLOCK_CONTROL", env.get("BLOCKVAULT_ALLOW_CLOCK_CONTROL", ""))
         host = str(overrides.pop("host", None) or env.get("BLOCKVAULT_HOST") or "127.0.0.1")
         return cls(
-            data_dir=data_dir.expanduser().resolve(), host=host, port=port, allow_clock_control=bool(clock),
+            data_dir=data_dir.expanduser().resolve(),
+            host=host,
+            port=port,
+            allow_clock_control=bool(clock),
             root_key_b64=env.get("BLOCKVAULT_ROOT_KEY") or None,
             public_host=env.get("BLOCKVAULT_PUBLIC_HOST") or None,
         )

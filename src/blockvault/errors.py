@@ -1,21 +1,21 @@
 """The one error hierarchy. Domain code raises these; only the faces pick HTTP statuses, exit codes or errno.
 
-    BlockvaultError
-    ├── InvalidArgument            bad value or format (400 InvalidParameter)
-    │   ├── MissingParameter       required field absent (400 MissingParameter)
-    │   └── CannotParseRequest     body is not JSON (400 CannotParseRequest)
-    ├── NotFound                   resource in the path is absent (404 NotAuthorizedOrNotFound)
-    ├── PermissionDenied           caller may not see it (404, byte for byte the same as NotFound)
-    ├── RelatedResourceNotFound    a resource named in the body is absent or forbidden (400, D6)
-    ├── NotAuthenticated           signature or key problems (401)
-    ├── Conflict                   permanent state conflict (409 Conflict, never retried by the CLI)
-    │   ├── KeyUnusable            the key protecting the data is disabled, pending deletion or deleted (D1)
-    │   └── InvalidatedRetryToken  opc-retry-token reused for another request (409)
-    ├── IncorrectState             transient state conflict (409 IncorrectState, the CLI retries it)
-    ├── PreconditionFailed         if-match mismatch (412 NoEtagMatch)
-    ├── Unavailable                a dependency is down, retryable (503)
-    └── IntegrityError             authentication of stored data failed; never retried
-        └── DecryptionFailed       opaque AEAD failure (pyca's InvalidTag)
+BlockvaultError
+├── InvalidArgument            bad value or format (400 InvalidParameter)
+│   ├── MissingParameter       required field absent (400 MissingParameter)
+│   └── CannotParseRequest     body is not JSON (400 CannotParseRequest)
+├── NotFound                   resource in the path is absent (404 NotAuthorizedOrNotFound)
+├── PermissionDenied           caller may not see it (404, byte for byte the same as NotFound)
+├── RelatedResourceNotFound    a resource named in the body is absent or forbidden (400, D6)
+├── NotAuthenticated           signature or key problems (401)
+├── Conflict                   permanent state conflict (409 Conflict, never retried by the CLI)
+│   ├── KeyUnusable            the key protecting the data is disabled, pending deletion or deleted (D1)
+│   └── InvalidatedRetryToken  opc-retry-token reused for another request (409)
+├── IncorrectState             transient state conflict (409 IncorrectState, the CLI retries it)
+├── PreconditionFailed         if-match mismatch (412 NoEtagMatch)
+├── Unavailable                a dependency is down, retryable (503)
+└── IntegrityError             authentication of stored data failed; never retried
+    └── DecryptionFailed       opaque AEAD failure (pyca's InvalidTag)
 """
 
 from __future__ import annotations

@@ -63,20 +63,37 @@ class Server:
             engine = make_engine(sqlite_url(root / "meta.db"))
             upgrade(engine, "region")
             kdir = settings.keystore_dir / rs.name
-            keystore = SoftwareKeystore(kdir / "keys.db", load_or_create_root_key(kdir / "root.key", settings.root_key_b64))
+            keystore = SoftwareKeystore(
+                kdir / "keys.db", load_or_create_root_key(kdir / "root.key", settings.root_key_b64)
+            )
             self._keystores.append(keystore)
-            vault = VaultService(engine=engine, keystore=keystore, clock=self.domain_clock, region=rs.name,
-                                 region_key=rs.key, endpoint=settings.region_url(rs.name))
+            vault = VaultService(
+                engine=engine,
+                keystore=keystore,
+                clock=self.domain_clock,
+                region=rs.name,
+                region_key=rs.key,
+                endpoint=settings.region_url(rs.name),
+            )
             runner = JobRunner(engine, region_key=rs.key, clock=self.domain_clock)
             region = Region(rs.name, rs.key, rs.availability_domains, root)
             blockstorage = BlockStorageService(
-                engine=engine, vault=vault, objects=LocalObjectStore(root / "objects"), region=region,
-                clock=self.domain_clock, runner=runner, compartment_exists=self.identity.compartment_exists,
+                engine=engine,
+                vault=vault,
+                objects=LocalObjectStore(root / "objects"),
+                region=region,
+                clock=self.domain_clock,
+                runner=runner,
+                compartment_exists=self.identity.compartment_exists,
             )
             self.regions[rs.name] = RegionServices(region, engine, vault, blockstorage, runner, self.domain_clock)
         self.services = AppServices(
-            identity=self.identity, authz=Authorizer(self.bootstrap.tenancy_id), regions=self.regions,
-            default_region=settings.regions[0].name, wall_clock=SystemClock(), domain_clock=self.domain_clock,
+            identity=self.identity,
+            authz=Authorizer(self.bootstrap.tenancy_id),
+            regions=self.regions,
+            default_region=settings.regions[0].name,
+            wall_clock=SystemClock(),
+            domain_clock=self.domain_clock,
             allow_clock_control=settings.allow_clock_control,
             admin_user_ids=frozenset({self.bootstrap.admin_user_id}),
         )
@@ -93,16 +110,20 @@ class Server:
         if tenancy is None:
             oci_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-            pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                        serialization.NoEncryption())
+            pem = private.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
             fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(pem + b"OCI_API_KEY\n")
-            public = private.public_key().public_bytes(serialization.Encoding.PEM,
-                                                       serialization.PublicFormat.SubjectPublicKeyInfo)
+            public = private.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
             (oci_dir / "oci_api_key_public.pem").write_bytes(public)
             tenancy, admin, _fp = self.identity.bootstrap(
-                name="blockvault", home_region=self.settings.regions[0].name, admin_name=ADMIN_NAME,
+                name="blockvault",
+                home_region=self.settings.regions[0].name,
+                admin_name=ADMIN_NAME,
                 admin_public_pem=public,
             )
             admin_id = admin.id
@@ -111,8 +132,13 @@ class Server:
             admin_id = next(u.id for u in users if u.name == ADMIN_NAME)
         public = (oci_dir / "oci_api_key_public.pem").read_bytes()
         lines = [
-            "[DEFAULT]", f"user={admin_id}", f"fingerprint={signing.fingerprint(public)}", f"tenancy={tenancy.id}",
-            f"region={self.settings.regions[0].name}", f"key_file={key_file}", "",
+            "[DEFAULT]",
+            f"user={admin_id}",
+            f"fingerprint={signing.fingerprint(public)}",
+            f"tenancy={tenancy.id}",
+            f"region={self.settings.regions[0].name}",
+            f"key_file={key_file}",
+            "",
         ]
         fd = os.open(config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -123,8 +149,11 @@ class Server:
         return {
             "defaultRegion": self.settings.regions[0].name,
             "regions": {
-                rs.name: {"endpoint": self.settings.region_url(rs.name), "key": rs.key,
-                          "availabilityDomains": list(rs.availability_domains)}
+                rs.name: {
+                    "endpoint": self.settings.region_url(rs.name),
+                    "key": rs.key,
+                    "availabilityDomains": list(rs.availability_domains),
+                }
                 for rs in self.settings.regions
             },
             "ociConfigFile": str(self.bootstrap.config_file),

@@ -88,16 +88,20 @@ class Server:
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("BLOCKVAULT_", "OCI_CLI_"))}
-        env.update(SUPPRESS_LABEL_WARNING="True", OCI_CLI_SUPPRESS_FILE_PERMISSIONS_WARNING="True",
-                   BLOCKVAULT_DATA_DIR=str(self.data_dir))
+        env.update(
+            SUPPRESS_LABEL_WARNING="True",
+            OCI_CLI_SUPPRESS_FILE_PERMISSIONS_WARNING="True",
+            BLOCKVAULT_DATA_DIR=str(self.data_dir),
+        )
         return env
 
     def oci(self, *args: str, endpoint: str | None = None, check: bool = True, timeout: float = 300) -> CliResult:
         """The real oci CLI, with --no-retry unless the caller passes retry flags."""
         cmd = [oci_cli_bin(), "--config-file", self.config_file, "--endpoint", endpoint or self.endpoint()]
         extra = [] if any(a.startswith("--max-retries") or a == "--retry" for a in args) else ["--no-retry"]
-        proc = subprocess.run([*cmd, *args, *extra], capture_output=True, text=True, env=self.env(), timeout=timeout,
-                              check=False)
+        proc = subprocess.run(
+            [*cmd, *args, *extra], capture_output=True, text=True, env=self.env(), timeout=timeout, check=False
+        )
         result = CliResult(proc.returncode, proc.stdout, proc.stderr)
         if check and proc.returncode != 0:
             raise AssertionError(f"oci {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}\n{proc.stdout}")
@@ -105,11 +109,19 @@ class Server:
 
     def bv(self, *args: str, check: bool = True, timeout: float = 300) -> CliResult:
         """Our blockvault CLI, finding the server through the data dir."""
-        proc = subprocess.run([sys.executable, "-m", "blockvault", *args], capture_output=True, text=True,
-                              env=self.env(), timeout=timeout, check=False)
+        proc = subprocess.run(
+            [sys.executable, "-m", "blockvault", *args],
+            capture_output=True,
+            text=True,
+            env=self.env(),
+            timeout=timeout,
+            check=False,
+        )
         result = CliResult(proc.returncode, proc.stdout, proc.stderr)
         if check and proc.returncode != 0:
-            raise AssertionError(f"blockvault {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}\n{proc.stdout}")
+            raise AssertionError(
+                f"blockvault {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}\n{proc.stdout}"
+            )
         return result
 
     def sdk_config(self) -> dict[str, Any]:
@@ -123,9 +135,20 @@ def start_server(data_dir: Path, port: int | None = None) -> Server:
     log = open(data_dir.parent / f"serve-{port}.log", "ab")  # noqa: SIM115 - lives as long as the process
     env = {k: v for k, v in os.environ.items() if not k.startswith("BLOCKVAULT_")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "blockvault", "serve", "--data-dir", str(data_dir), "--port", str(port),
-         "--allow-clock-control"],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
+        [
+            sys.executable,
+            "-m",
+            "blockvault",
+            "serve",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(port),
+            "--allow-clock-control",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -22,8 +22,10 @@ def _admin(ctx: Ctx) -> None:
 
 
 def _state(ctx: Ctx) -> dict[str, object]:
-    return {"now": to_wire(ctx.app.domain_clock.now()),
-            "offsetSeconds": int(ctx.app.domain_clock.offset.total_seconds())}
+    return {
+        "now": to_wire(ctx.app.domain_clock.now()),
+        "offsetSeconds": int(ctx.app.domain_clock.offset.total_seconds()),
+    }
 
 
 def get_clock(ctx: Ctx) -> Reply:

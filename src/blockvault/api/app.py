@@ -20,14 +20,22 @@ def region_routes() -> list[BaseRoute]:
 
 async def _not_found(request: Request, exc: Exception) -> Response:
     body = {"code": "NotFound", "message": f"no operation at {request.method} {request.url.path}"}
-    return Response(json.dumps(body), status_code=404, media_type="application/json",
-                    headers={"opc-request-id": request.headers.get("opc-request-id") or uuid.uuid4().hex.upper()})
+    return Response(
+        json.dumps(body),
+        status_code=404,
+        media_type="application/json",
+        headers={"opc-request-id": request.headers.get("opc-request-id") or uuid.uuid4().hex.upper()},
+    )
 
 
 async def _not_allowed(request: Request, exc: Exception) -> Response:
     body = {"code": "MethodNotAllowed", "message": f"{request.method} is not allowed on {request.url.path}"}
-    return Response(json.dumps(body), status_code=405, media_type="application/json",
-                    headers={"opc-request-id": request.headers.get("opc-request-id") or uuid.uuid4().hex.upper()})
+    return Response(
+        json.dumps(body),
+        status_code=405,
+        media_type="application/json",
+        headers={"opc-request-id": request.headers.get("opc-request-id") or uuid.uuid4().hex.upper()},
+    )
 
 
 def create_app(services: AppServices) -> Starlette:

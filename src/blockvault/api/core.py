@@ -37,8 +37,11 @@ def _make_volume_ops(collection: str) -> list[Route]:
 
     def create(ctx: Ctx) -> Reply:
         body = ctx.json()
-        ctx.authorize(f"Create{op}", compartment_id=body.get("compartmentId"),
-                      **({"request.kms-key.id": body["kmsKeyId"]} if body.get("kmsKeyId") else {}))
+        ctx.authorize(
+            f"Create{op}",
+            compartment_id=body.get("compartmentId"),
+            **({"request.kms-key.id": body["kmsKeyId"]} if body.get("kmsKeyId") else {}),
+        )
         volume, job_id = ctx.region.blockstorage.create_volume(kind, body)
         return _created(schemas.volume(volume), job_id)
 
@@ -53,7 +56,8 @@ def _make_volume_ops(collection: str) -> list[Route]:
             raise MissingParameter(field="compartmentId")
         ctx.authorize(f"List{op}s", compartment_id=compartment_id)
         items = ctx.region.blockstorage.list_volumes(
-            kind, compartment_id, ctx.query("availabilityDomain"), ctx.query("lifecycleState"), ctx.query("displayName"))
+            kind, compartment_id, ctx.query("availabilityDomain"), ctx.query("lifecycleState"), ctx.query("displayName")
+        )
         return ctx.page(sort([schemas.volume(v) for v in items], ctx))
 
     def update(ctx: Ctx) -> Reply:
@@ -81,8 +85,12 @@ def _make_volume_ops(collection: str) -> list[Route]:
         volume = svc.get_volume(kind, _vol_id(ctx, kind))
         body = ctx.json()
         key_id = body.get("kmsKeyId")
-        ctx.authorize(f"Update{op}KmsKey", compartment_id=volume.compartment_id, target_id=volume.id,
-                      **({"request.kms-key.id": key_id} if key_id else {}))
+        ctx.authorize(
+            f"Update{op}KmsKey",
+            compartment_id=volume.compartment_id,
+            target_id=volume.id,
+            **({"request.kms-key.id": key_id} if key_id else {}),
+        )
         ctx.check_if_match(schemas.kms_key(volume.kms_key_id), kind, volume.id)
         updated = svc.update_volume_key(kind, volume.id, key_id or None)
         return Reply(schemas.kms_key(updated.kms_key_id))
@@ -154,15 +162,20 @@ def _make_backup_ops(collection: str) -> list[Route]:
         ctx.authorize(f"List{op}s", compartment_id=compartment_id)
         volume_filter = ctx.query("volumeId") if kind == "volume" else ctx.query("bootVolumeId")
         items = ctx.region.blockstorage.list_backups(
-            kind, compartment_id, volume_filter, ctx.query("lifecycleState"), ctx.query("displayName"))
+            kind, compartment_id, volume_filter, ctx.query("lifecycleState"), ctx.query("displayName")
+        )
         return ctx.page(sort([schemas.backup(b) for b in items], ctx))
 
     def update(ctx: Ctx) -> Reply:
         svc = ctx.region.blockstorage
         backup = svc.get_backup(kind, str(ctx.path["backup_id"]))
         body = ctx.json()
-        ctx.authorize(f"Update{op}", compartment_id=backup.compartment_id, target_id=backup.id,
-                      **({"request.kms-key.id": body["kmsKeyId"]} if body.get("kmsKeyId") else {}))
+        ctx.authorize(
+            f"Update{op}",
+            compartment_id=backup.compartment_id,
+            target_id=backup.id,
+            **({"request.kms-key.id": body["kmsKeyId"]} if body.get("kmsKeyId") else {}),
+        )
         ctx.check_if_match(schemas.backup(backup), f"{kind} backup", backup.id)
         return Reply(schemas.backup(svc.update_backup(kind, backup.id, body)))
 

@@ -54,8 +54,9 @@ def etag_of(body: Any) -> str:
 
 
 class Ctx:
-    def __init__(self, request: Request, body: bytes, principal: Principal, app: AppServices, region: RegionServices
-                 ) -> None:
+    def __init__(
+        self, request: Request, body: bytes, principal: Principal, app: AppServices, region: RegionServices
+    ) -> None:
         self.request, self.body, self.principal, self.app, self.region = request, body, principal, app, region
         self.path = request.path_params
 
@@ -87,8 +88,9 @@ class Ctx:
         except ValueError as exc:
             raise InvalidArgument(field=name, reason="must be an integer") from exc
 
-    def authorize(self, operation: str, *, compartment_id: str | None = None, target_id: str | None = None,
-                  **variables: str) -> None:
+    def authorize(
+        self, operation: str, *, compartment_id: str | None = None, target_id: str | None = None, **variables: str
+    ) -> None:
         self.app.authz.authorize(self.principal, AuthzRequest(operation, compartment_id, target_id, variables))
 
     def check_if_match(self, current: Any, kind: str, ident: str) -> None:
@@ -148,8 +150,10 @@ def operation(handler: Handler, *, idempotent_post: bool = False) -> Callable[[R
             if qs:
                 raw_target += "?" + qs
             signed = signing.SignedRequest(
-                method=request.method, raw_target=raw_target,
-                headers=request.headers, body=body,
+                method=request.method,
+                raw_target=raw_target,
+                headers=request.headers,
+                body=body,
             )
             verified = signing.verify(signed, lookup=app.identity.public_key, now=app.wall_clock.now())
             principal = Principal(verified.key_id.tenancy_id, verified.key_id.user_id, verified.key_id.fingerprint)
@@ -170,8 +174,12 @@ def operation(handler: Handler, *, idempotent_post: bool = False) -> Callable[[R
             log.exception("%s %s crashed", request.method, request.url.path)
             return _json_response(500, {"code": "InternalServerError", "message": "internal error"}, request_id)
         if reply.raw is not None:
-            return Response(reply.raw, status_code=reply.status, media_type="application/octet-stream",
-                            headers={"opc-request-id": request_id, **reply.headers})
+            return Response(
+                reply.raw,
+                status_code=reply.status,
+                media_type="application/octet-stream",
+                headers={"opc-request-id": request_id, **reply.headers},
+            )
         headers = dict(reply.headers)
         if reply.etag and isinstance(reply.body, dict):
             headers["etag"] = etag_of(reply.body)
@@ -187,34 +195,49 @@ def _request_hash(signed: signing.SignedRequest) -> str:
     return hashlib.sha256(signed.method.encode() + b" " + signed.raw_target.encode() + b"\n" + signed.body).hexdigest()
 
 
-def _replay(region: RegionServices, token: str, principal: Principal, signed: signing.SignedRequest
-            ) -> Response | None:
+def _replay(region: RegionServices, token: str, principal: Principal, signed: signing.SignedRequest) -> Response | None:
     """opc-retry-token: the same token and request within 24 h answer what the first attempt answered."""
     now = region.clock.now()
     with region.engine.begin() as conn:
-        conn.execute(delete(tables.retry_tokens).where(
-            tables.retry_tokens.c.time_created < to_wire(now.__class__.fromtimestamp(now.timestamp() - RETRY_TOKEN_TTL_S, now.tzinfo))
-        ))
-        row = conn.execute(select(tables.retry_tokens).where(
-            tables.retry_tokens.c.token == token, tables.retry_tokens.c.principal == principal.user_id
-        )).first()
+        conn.execute(
+            delete(tables.retry_tokens).where(
+                tables.retry_tokens.c.time_created
+                < to_wire(now.__class__.fromtimestamp(now.timestamp() - RETRY_TOKEN_TTL_S, now.tzinfo))
+            )
+        )
+        row = conn.execute(
+            select(tables.retry_tokens).where(
+                tables.retry_tokens.c.token == token, tables.retry_tokens.c.principal == principal.user_id
+            )
+        ).first()
     if row is None:
         return None
     if row.request_hash != _request_hash(signed):
         raise InvalidatedRetryToken()
-    return Response(bytes(row.response), status_code=row.status, headers=json.loads(row.headers),
-                    media_type="application/json")
+    return Response(
+        bytes(row.response), status_code=row.status, headers=json.loads(row.headers), media_type="application/json"
+    )
 
 
-def _remember(region: RegionServices, token: str, principal: Principal, signed: signing.SignedRequest,
-              response: Response) -> None:
+def _remember(
+    region: RegionServices, token: str, principal: Principal, signed: signing.SignedRequest, response: Response
+) -> None:
     headers = {k: v for k, v in response.headers.items() if k in ("etag", "opc-work-request-id", "opc-request-id")}
     with region.engine.begin() as conn:
-        existing = conn.execute(select(tables.retry_tokens.c.token).where(
-            tables.retry_tokens.c.token == token, tables.retry_tokens.c.principal == principal.user_id)).first()
+        existing = conn.execute(
+            select(tables.retry_tokens.c.token).where(
+                tables.retry_tokens.c.token == token, tables.retry_tokens.c.principal == principal.user_id
+            )
+        ).first()
         if existing is None:
-            conn.execute(insert(tables.retry_tokens).values(
-                token=token, principal=principal.user_id, request_hash=_request_hash(signed),
-                status=response.status_code, response=bytes(response.body), headers=json.dumps(headers),
-                time_created=to_wire(region.clock.now()),
-            ))
+            conn.execute(
+                insert(tables.retry_tokens).values(
+                    token=token,
+                    principal=principal.user_id,
+                    request_hash=_request_hash(signed),
+                    status=response.status_code,
+                    response=bytes(response.body),
+                    headers=json.dumps(headers),
+                    time_created=to_wire(region.clock.now()),
+                )
+            )

@@ -4,6 +4,8 @@ Groups, memberships and policies come with the IAM issue (501 until then).
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.routing import Route
 
 from blockvault.api import schemas
@@ -28,11 +30,18 @@ def list_regions(ctx: Ctx) -> Reply:
 def list_region_subscriptions(ctx: Ctx) -> Reply:
     tenancy = ctx.app.identity.tenancy()
     home = tenancy.home_region if tenancy else ctx.app.default_region
-    return Reply([
-        {"regionKey": r.region.key.upper(), "regionName": r.region.name, "status": "READY",
-         "isHomeRegion": r.region.name == home}
-        for r in ctx.app.regions.values()
-    ], etag=False)
+    return Reply(
+        [
+            {
+                "regionKey": r.region.key.upper(),
+                "regionName": r.region.name,
+                "status": "READY",
+                "isHomeRegion": r.region.name == home,
+            }
+            for r in ctx.app.regions.values()
+        ],
+        etag=False,
+    )
 
 
 def list_availability_domains(ctx: Ctx) -> Reply:
@@ -40,8 +49,17 @@ def list_availability_domains(ctx: Ctx) -> Reply:
     if not compartment_id:
         raise MissingParameter(field="compartmentId")
     ctx.authorize("ListAvailabilityDomains", compartment_id=compartment_id)
-    return Reply([{"name": ad, "id": f"ocid1.availabilitydomain.oc1..{ad.split(':')[-1].lower()}",
-                   "compartmentId": compartment_id} for ad in ctx.region.region.availability_domains], etag=False)
+    return Reply(
+        [
+            {
+                "name": ad,
+                "id": f"ocid1.availabilitydomain.oc1..{ad.split(':')[-1].lower()}",
+                "compartmentId": compartment_id,
+            }
+            for ad in ctx.region.region.availability_domains
+        ],
+        etag=False,
+    )
 
 
 def create_compartment(ctx: Ctx) -> Reply:
@@ -66,8 +84,10 @@ def list_compartments(ctx: Ctx) -> Reply:
         raise MissingParameter(field="compartmentId")
     ctx.authorize("ListCompartments", compartment_id=compartment_id)
     tenancy = ctx.app.identity.tenancy()
-    items = [schemas.compartment(c, tenancy.id if tenancy else "")
-             for c in ctx.app.identity.list_compartments(compartment_id)]
+    items = [
+        schemas.compartment(c, tenancy.id if tenancy else "")
+        for c in ctx.app.identity.list_compartments(compartment_id)
+    ]
     return ctx.page(items)
 
 
@@ -83,12 +103,19 @@ def upload_api_key(ctx: Ctx) -> Reply:
     ctx.require(body, "key")
     ctx.authorize("UploadApiKey", target_id=user.id)
     fingerprint = ctx.app.identity.upload_api_key(user.id, str(body["key"]).encode())
-    return Reply({"keyId": f"{user.tenancy_id}/{user.id}/{fingerprint}", "keyValue": body["key"],
-                  "fingerprint": fingerprint, "userId": user.id, "timeCreated": to_wire(ctx.app.domain_clock.now()),
-                  "lifecycleState": "ACTIVE"})
+    return Reply(
+        {
+            "keyId": f"{user.tenancy_id}/{user.id}/{fingerprint}",
+            "keyValue": body["key"],
+            "fingerprint": fingerprint,
+            "userId": user.id,
+            "timeCreated": to_wire(ctx.app.domain_clock.now()),
+            "lifecycleState": "ACTIVE",
+        }
+    )
 
 
-def _not_yet(feature: str) -> object:
+def _not_yet(feature: str) -> Any:
     def handler(ctx: Ctx) -> Reply:
         raise NotImplementedYet(feature=feature)
 
@@ -98,7 +125,9 @@ def _not_yet(feature: str) -> object:
 routes = [
     Route("/20160918/tenancies/{tenancy_id}", operation(get_tenancy), methods=["GET"]),
     Route("/20160918/regions", operation(list_regions), methods=["GET"]),
-    Route("/20160918/tenancies/{tenancy_id}/regionSubscriptions", operation(list_region_subscriptions), methods=["GET"]),
+    Route(
+        "/20160918/tenancies/{tenancy_id}/regionSubscriptions", operation(list_region_subscriptions), methods=["GET"]
+    ),
     Route("/20160918/availabilityDomains", operation(list_availability_domains), methods=["GET"]),
     Route("/20160918/compartments", operation(create_compartment, idempotent_post=True), methods=["POST"]),
     Route("/20160918/compartments", operation(list_compartments), methods=["GET"]),

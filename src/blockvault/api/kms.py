@@ -22,8 +22,9 @@ from blockvault.errors import InvalidArgument, MissingParameter, NotFound
 
 def _vault_json(ctx: Ctx, vault: Any, *, summary: bool = False, state: str | None = None) -> dict[str, Any]:
     svc = ctx.region.vault
-    return schemas.vault(vault, svc.management_endpoint(vault.id), svc.crypto_endpoint(vault.id), summary=summary,
-                         state=state)
+    return schemas.vault(
+        vault, svc.management_endpoint(vault.id), svc.crypto_endpoint(vault.id), summary=summary, state=state
+    )
 
 
 def _when(body: dict[str, Any]) -> Any:
@@ -42,6 +43,7 @@ def _tags(body: dict[str, Any]) -> dict[str, Any]:
 
 # --- vaults (regional endpoint) -------------------------------------------------------------------------------
 
+
 def create_vault(ctx: Ctx) -> Reply:
     body = ctx.json()
     ctx.require(body, "compartmentId", "displayName", "vaultType")
@@ -51,8 +53,11 @@ def create_vault(ctx: Ctx) -> Reply:
 
         raise RelatedResourceNotFound(field="compartmentId", ident=body["compartmentId"])
     vault = ctx.region.vault.create_vault(
-        compartment_id=body["compartmentId"], display_name=body["displayName"], vault_type=body["vaultType"],
-        **_tags(body))
+        compartment_id=body["compartmentId"],
+        display_name=body["displayName"],
+        vault_type=body["vaultType"],
+        **_tags(body),
+    )
     return Reply(_vault_json(ctx, vault, state="CREATING"))
 
 
@@ -77,8 +82,12 @@ def update_vault(ctx: Ctx) -> Reply:
     ctx.authorize("UpdateVault", compartment_id=vault.compartment_id, target_id=vault.id)
     ctx.check_if_match(_vault_json(ctx, vault), "vault", vault.id)
     body = ctx.json()
-    updated = svc.update_vault(vault.id, display_name=body.get("displayName"),
-                               freeform_tags=body.get("freeformTags"), defined_tags=body.get("definedTags"))
+    updated = svc.update_vault(
+        vault.id,
+        display_name=body.get("displayName"),
+        freeform_tags=body.get("freeformTags"),
+        defined_tags=body.get("definedTags"),
+    )
     return Reply(_vault_json(ctx, updated))
 
 
@@ -102,6 +111,7 @@ def cancel_vault_deletion(ctx: Ctx) -> Reply:
 
 # --- keys (management endpoint) -------------------------------------------------------------------------------
 
+
 def _vault_of(ctx: Ctx) -> str:
     vault_id = str(ctx.path["vault_id"])
     ctx.region.vault.get_vault(vault_id)  # 404 for an endpoint of no vault
@@ -123,9 +133,15 @@ def create_key(ctx: Ctx) -> Reply:
 
         raise RelatedResourceNotFound(field="compartmentId", ident=body["compartmentId"])
     key = ctx.region.vault.create_key(
-        vault_id, compartment_id=body["compartmentId"], display_name=body["displayName"],
-        algorithm=str(shape["algorithm"]), length=shape["length"], curve_id=shape.get("curveId"),
-        protection_mode=body.get("protectionMode") or "HSM", **_tags(body))
+        vault_id,
+        compartment_id=body["compartmentId"],
+        display_name=body["displayName"],
+        algorithm=str(shape["algorithm"]),
+        length=shape["length"],
+        curve_id=shape.get("curveId"),
+        protection_mode=body.get("protectionMode") or "HSM",
+        **_tags(body),
+    )
     return Reply(schemas.key(key, state="CREATING"))
 
 
@@ -159,8 +175,13 @@ def update_key(ctx: Ctx) -> Reply:
     ctx.authorize("UpdateKey", compartment_id=key.compartment_id, target_id=key.id)
     ctx.check_if_match(schemas.key(key), "key", key.id)
     body = ctx.json()
-    updated = svc.update_key(key.id, vault_id, display_name=body.get("displayName"),
-                             freeform_tags=body.get("freeformTags"), defined_tags=body.get("definedTags"))
+    updated = svc.update_key(
+        key.id,
+        vault_id,
+        display_name=body.get("displayName"),
+        freeform_tags=body.get("freeformTags"),
+        defined_tags=body.get("definedTags"),
+    )
     return Reply(schemas.key(updated))
 
 
@@ -204,6 +225,7 @@ def get_key_version(ctx: Ctx) -> Reply:
 
 # --- crypto (crypto endpoint) -----------------------------------------------------------------------------------
 
+
 def _b64(value: Any, field: str) -> bytes:
     if not isinstance(value, str):
         raise InvalidArgument(field=field, reason="must be a base64 string")
@@ -241,10 +263,18 @@ def encrypt(ctx: Ctx) -> Reply:
     body = ctx.json()
     ctx.require(body, "keyId", "plaintext")
     vault_id, key_id = _crypto_key(ctx, body, "Encrypt")
-    data, version = ctx.region.vault.encrypt(vault_id, key_id, _b64(body["plaintext"], "plaintext"), _ad(body),
-                                             body.get("keyVersionId"))
-    return Reply({"ciphertext": base64.b64encode(data).decode(), "keyId": key_id, "keyVersionId": version,
-                  "encryptionAlgorithm": "AES_256_GCM"}, etag=False)
+    data, version = ctx.region.vault.encrypt(
+        vault_id, key_id, _b64(body["plaintext"], "plaintext"), _ad(body), body.get("keyVersionId")
+    )
+    return Reply(
+        {
+            "ciphertext": base64.b64encode(data).decode(),
+            "keyId": key_id,
+            "keyVersionId": version,
+            "encryptionAlgorithm": "AES_256_GCM",
+        },
+        etag=False,
+    )
 
 
 def decrypt(ctx: Ctx) -> Reply:
@@ -252,9 +282,16 @@ def decrypt(ctx: Ctx) -> Reply:
     ctx.require(body, "keyId", "ciphertext")
     vault_id, key_id = _crypto_key(ctx, body, "Decrypt")
     plaintext, version = ctx.region.vault.decrypt(vault_id, key_id, _b64(body["ciphertext"], "ciphertext"), _ad(body))
-    return Reply({"plaintext": base64.b64encode(plaintext).decode(),
-                  "plaintextChecksum": ctx.region.vault.checksum(plaintext), "keyId": key_id,
-                  "keyVersionId": version, "encryptionAlgorithm": "AES_256_GCM"}, etag=False)
+    return Reply(
+        {
+            "plaintext": base64.b64encode(plaintext).decode(),
+            "plaintextChecksum": ctx.region.vault.checksum(plaintext),
+            "keyId": key_id,
+            "keyVersionId": version,
+            "encryptionAlgorithm": "AES_256_GCM",
+        },
+        etag=False,
+    )
 
 
 def generate_data_encryption_key(ctx: Ctx) -> Reply:
@@ -288,12 +325,17 @@ management_routes = [
     Route("/20180608/keys/{key_id}", operation(update_key), methods=["PUT"]),
     Route("/20180608/keys/{key_id}/actions/enable", operation(_key_action("enable", "EnableKey")), methods=["POST"]),
     Route("/20180608/keys/{key_id}/actions/disable", operation(_key_action("disable", "DisableKey")), methods=["POST"]),
-    Route("/20180608/keys/{key_id}/actions/scheduleDeletion",
-          operation(_key_action("schedule_deletion", "ScheduleKeyDeletion")), methods=["POST"]),
-    Route("/20180608/keys/{key_id}/actions/cancelDeletion",
-          operation(_key_action("cancel_deletion", "CancelKeyDeletion")), methods=["POST"]),
-    Route("/20180608/keys/{key_id}/keyVersions", operation(create_key_version, idempotent_post=True),
-          methods=["POST"]),
+    Route(
+        "/20180608/keys/{key_id}/actions/scheduleDeletion",
+        operation(_key_action("schedule_deletion", "ScheduleKeyDeletion")),
+        methods=["POST"],
+    ),
+    Route(
+        "/20180608/keys/{key_id}/actions/cancelDeletion",
+        operation(_key_action("cancel_deletion", "CancelKeyDeletion")),
+        methods=["POST"],
+    ),
+    Route("/20180608/keys/{key_id}/keyVersions", operation(create_key_version, idempotent_post=True), methods=["POST"]),
     Route("/20180608/keys/{key_id}/keyVersions", operation(list_key_versions), methods=["GET"]),
     Route("/20180608/keys/{key_id}/keyVersions/{version_id}", operation(get_key_version), methods=["GET"]),
     Route("/20180608/wrappingKeys", _not_yet("Key import (wrapping keys)"), methods=["GET"]),
@@ -313,8 +355,7 @@ routes = [
     Route("/20180608/vaults", operation(list_vaults), methods=["GET"]),
     Route("/20180608/vaults/{vault_id}", operation(get_vault), methods=["GET"]),
     Route("/20180608/vaults/{vault_id}", operation(update_vault), methods=["PUT"]),
-    Route("/20180608/vaults/{vault_id}/actions/scheduleDeletion", operation(schedule_vault_deletion),
-          methods=["POST"]),
+    Route("/20180608/vaults/{vault_id}/actions/scheduleDeletion", operation(schedule_vault_deletion), methods=["POST"]),
     Route("/20180608/vaults/{vault_id}/actions/cancelDeletion", operation(cancel_vault_deletion), methods=["POST"]),
     Route("/20180608/vaults/{vault_id}/actions/createReplica", _not_yet("Vault replication"), methods=["POST"]),
     Mount("/kms/{vault_id}/management", routes=management_routes),

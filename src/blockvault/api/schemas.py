@@ -89,14 +89,16 @@ def vault(v: Vault, management: str, crypto: str, *, summary: bool = False, stat
         "definedTags": v.defined_tags,
     }
     if not summary:
-        out.update({
-            "timeOfDeletion": t(v.time_of_deletion),
-            "wrappingkeyId": None,
-            "isPrimary": True,
-            "isVaultReplicable": v.vault_type == "VIRTUAL_PRIVATE",
-            "restoredFromVaultId": None,
-            "replicaDetails": None,
-        })
+        out.update(
+            {
+                "timeOfDeletion": t(v.time_of_deletion),
+                "wrappingkeyId": None,
+                "isPrimary": True,
+                "isVaultReplicable": v.vault_type == "VIRTUAL_PRIVATE",
+                "restoredFromVaultId": None,
+                "replicaDetails": None,
+            }
+        )
         out["wrappingkeyId"] = v.id.replace("ocid1.vault.", "ocid1.key.", 1) + "wrap"
     return out
 
@@ -120,14 +122,16 @@ def key(k: Key, *, summary: bool = False, state: str | None = None) -> dict[str,
         shape: dict[str, Any] = {"algorithm": k.algorithm, "length": k.length}
         if k.curve_id:
             shape["curveId"] = k.curve_id
-        out.update({
-            "currentKeyVersion": k.current_version_id,
-            "keyShape": shape,
-            "timeOfDeletion": t(k.time_of_deletion),
-            "isPrimary": True,
-            "replicaDetails": None,
-            "restoredFromKeyId": None,
-        })
+        out.update(
+            {
+                "currentKeyVersion": k.current_version_id,
+                "keyShape": shape,
+                "timeOfDeletion": t(k.time_of_deletion),
+                "isPrimary": True,
+                "replicaDetails": None,
+                "restoredFromKeyId": None,
+            }
+        )
     return out
 
 
@@ -161,17 +165,40 @@ def work_request(j: Job, resource_type: str) -> dict[str, Any]:
 
 
 def tenancy(x: Tenancy) -> dict[str, Any]:
-    return {"id": x.id, "name": x.name, "description": "", "homeRegionKey": x.home_region, "freeformTags": {},
-            "definedTags": {}}
+    return {
+        "id": x.id,
+        "name": x.name,
+        "description": "",
+        "homeRegionKey": x.home_region,
+        "freeformTags": {},
+        "definedTags": {},
+    }
 
 
 def compartment(c: Compartment, tenancy_id: str) -> dict[str, Any]:
-    return {"id": c.id, "compartmentId": c.parent_id or tenancy_id, "name": c.name, "description": c.description,
-            "lifecycleState": c.state, "timeCreated": t(c.time_created), "freeformTags": {}, "definedTags": {},
-            "isAccessible": True}
+    return {
+        "id": c.id,
+        "compartmentId": c.parent_id or tenancy_id,
+        "name": c.name,
+        "description": c.description,
+        "lifecycleState": c.state,
+        "timeCreated": t(c.time_created),
+        "freeformTags": {},
+        "definedTags": {},
+        "isAccessible": True,
+    }
 
 
 def user(u: User) -> dict[str, Any]:
-    return {"id": u.id, "compartmentId": u.tenancy_id, "name": u.name, "description": u.description,
-            "lifecycleState": u.state, "timeCreated": t(u.time_created), "freeformTags": {}, "definedTags": {},
-            "isMfaActivated": False, "email": None}
+    return {
+        "id": u.id,
+        "compartmentId": u.tenancy_id,
+        "name": u.name,
+        "description": u.description,
+        "lifecycleState": u.state,
+        "timeCreated": t(u.time_created),
+        "freeformTags": {},
+        "definedTags": {},
+        "isMfaActivated": False,
+        "email": None,
+    }

@@ -21,7 +21,7 @@ from blockvault.blockstorage.model import Job
 from blockvault.clock import Clock, SystemClock
 from blockvault.db import tables
 from blockvault.db.repos import TableRepo
-from blockvault.errors import BlockvaultError, KeyUnusable
+from blockvault.errors import BlockvaultError, IncorrectState, KeyUnusable
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,12 @@ class JobRunner:
     """
 
     def __init__(
-        self, engine: Engine, *, region_key: str, clock: Clock, workers: int = 2,
+        self,
+        engine: Engine,
+        *,
+        region_key: str,
+        clock: Clock,
+        workers: int = 2,
         random: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self.repo = TableRepo(engine, tables.jobs, Job)
@@ -50,20 +55,26 @@ class JobRunner:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._loop, name=f"jobs-{region_key}-{i}", daemon=True)
-                         for i in range(workers)]
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"jobs-{region_key}-{i}", daemon=True) for i in range(workers)
+        ]
         self._idle = threading.Condition(self._lock)
         self._wall = SystemClock()
 
     def register(self, operation: str, handler: Handler, on_fail: FailHandler) -> None:
         self._handlers[operation] = (handler, on_fail)
 
-    def new(self, operation: str, resource_id: str, compartment_id: str, payload: dict[str, object] | None = None
-            ) -> Job:
+    def new(
+        self, operation: str, resource_id: str, compartment_id: str, payload: dict[str, object] | None = None
+    ) -> Job:
         return Job(
-            id=ids.new("workrequest", self._region_key, random=self._random), operation=operation,
-            resource_id=resource_id, compartment_id=compartment_id, state=ACCEPTED,
-            time_accepted=self._clock.now(), payload=dict(payload or {}),
+            id=ids.new("workrequest", self._region_key, random=self._random),
+            operation=operation,
+            resource_id=resource_id,
+            compartment_id=compartment_id,
+            state=ACCEPTED,
+            time_accepted=self._clock.now(),
+            payload=dict(payload or {}),
         )
 
     def start(self) -> None:
@@ -81,9 +92,7 @@ class JobRunner:
         self._wake.set()
 
     def pending(self) -> list[Job]:
-        return self.repo.find(
-            tables.jobs.c.state.in_([ACCEPTED, IN_PROGRESS]), order_by=[tables.jobs.c.time_accepted]
-        )
+        return self.repo.find(tables.jobs.c.state.in_([ACCEPTED, IN_PROGRESS]), order_by=[tables.jobs.c.time_accepted])
 
     def wait_idle(self, timeout: float = 60.0) -> bool:
         """For tests and shutdown: wait until no runnable job is left."""
@@ -120,7 +129,9 @@ class JobRunner:
 
     def run_one(self, job: Job) -> None:
         handler, on_fail = self._handlers[job.operation]
-        job = replace(job, state=IN_PROGRESS, attempts=job.attempts + 1, time_started=job.time_started or self._clock.now())
+        job = replace(
+            job, state=IN_PROGRESS, attempts=job.attempts + 1, time_started=job.time_started or self._clock.now()
+        )
         self.repo.save(job)
 
         def progress(percent: float) -> None:
@@ -128,8 +139,9 @@ class JobRunner:
 
         try:
             handler(job, progress)
-        except KeyUnusable as exc:
+        except (KeyUnusable, IncorrectState) as exc:
             # D1: wait for the key to come back; re-enabling restores everything with nothing lost.
+            # IncorrectState: something transient (a store in use); try again shortly.
             log.info("job %s parked: %s", job.id, exc)
             with self._lock:
                 self._not_before[job.id] = time.monotonic() + PARK_SECONDS

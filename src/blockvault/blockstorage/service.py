@@ -81,7 +81,7 @@ class Region:
 
 
 class _Lease:
-    __slots__ = ("store", "users", "stale", "source")
+    __slots__ = ("source", "stale", "store", "users")
 
     def __init__(self, store: VolumeStore, source: SnapshotReader | None) -> None:
         self.store, self.source, self.users, self.stale = store, source, 0, False
@@ -89,8 +89,15 @@ class _Lease:
 
 class BlockStorageService:
     def __init__(
-        self, *, engine: Engine, vault: VaultService, objects: ObjectStore, region: Region, clock: Clock,
-        runner: jobmod.JobRunner, compartment_exists: Callable[[str], bool],
+        self,
+        *,
+        engine: Engine,
+        vault: VaultService,
+        objects: ObjectStore,
+        region: Region,
+        clock: Clock,
+        runner: jobmod.JobRunner,
+        compartment_exists: Callable[[str], bool],
         random: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self.region, self.vault, self.objects, self.runner = region, vault, objects, runner
@@ -306,15 +313,25 @@ class BlockStorageService:
             raise NotImplementedYet(feature="Delta restore (sourceDetails type volumeBackupDelta)")
         raise InvalidArgument(field="sourceDetails.type", reason=f"{stype!r} is not a valid source for a {kind}")
 
-    def _new_volume(self, kind: str, ad: str, size_gb: int, key_id: str | None, common: dict[str, Any],
-                    **extra: Any) -> tuple[Volume, bytes]:
+    def _new_volume(
+        self, kind: str, ad: str, size_gb: int, key_id: str | None, common: dict[str, Any], **extra: Any
+    ) -> tuple[Volume, bytes]:
         volume_id = ids.new(self._ocid_type(kind), self.region.key, random=self._random)
         context = {"resource": volume_id, "purpose": kind}
         dek, wrapped = self.vault.new_dek(key_id, context)
         volume = Volume(
-            id=volume_id, kind=kind, availability_domain=ad, size_gb=size_gb, state=PROVISIONING,
-            kms_key_id=wrapped.key_id, key_version_id=wrapped.key_version_id, wrapped_dek=wrapped.blob,
-            is_hydrated=True, time_created=self._clock.now(), **common, **extra,
+            id=volume_id,
+            kind=kind,
+            availability_domain=ad,
+            size_gb=size_gb,
+            state=PROVISIONING,
+            kms_key_id=wrapped.key_id,
+            key_version_id=wrapped.key_version_id,
+            wrapped_dek=wrapped.blob,
+            is_hydrated=True,
+            time_created=self._clock.now(),
+            **common,
+            **extra,
         )
         if not volume.display_name:
             volume.display_name = f"{kind}{volume.time_created:%Y%m%d%H%M%S}"
@@ -328,15 +345,23 @@ class BlockStorageService:
         self.runner.wake()
         return job.id
 
-    def _create_empty(self, kind: str, details: dict[str, Any], size_gb: int | None, key_id: str | None,
-                      common: dict[str, Any]) -> tuple[Volume, str]:
+    def _create_empty(
+        self, kind: str, details: dict[str, Any], size_gb: int | None, key_id: str | None, common: dict[str, Any]
+    ) -> tuple[Volume, str]:
         ad = self._check_ad(details.get("availabilityDomain"))
         size = self._check_size(kind, size_gb, 0)
         volume, _ = self._new_volume(kind, ad, size, self._resolve_key(key_id), common)
         return volume, self._insert_with_job(volume, "CreateVolume")
 
-    def _create_clone(self, kind: str, details: dict[str, Any], size_gb: int | None, source_id: str | None,
-                      key_id: str | None, common: dict[str, Any]) -> tuple[Volume, str]:
+    def _create_clone(
+        self,
+        kind: str,
+        details: dict[str, Any],
+        size_gb: int | None,
+        source_id: str | None,
+        key_id: str | None,
+        common: dict[str, Any],
+    ) -> tuple[Volume, str]:
         if not source_id:
             from blockvault.errors import MissingParameter
 
@@ -351,14 +376,22 @@ class BlockStorageService:
             raise IncorrectState(kind=kind, ident=source_id, state="hydrating", allowed=["hydrated"])
         ad = details.get("availabilityDomain")
         if ad and self._check_ad(ad) != src.availability_domain:
-            raise InvalidArgument(field="availabilityDomain", reason="a clone must be in its source's availability domain (R4.2)")
+            raise InvalidArgument(
+                field="availabilityDomain", reason="a clone must be in its source's availability domain (R4.2)"
+            )
         size = self._check_size(kind, size_gb if size_gb is not None else src.size_gb, src.size_gb)
         self.vault.require_usable(src.kms_key_id)  # D1: reading the source needs its DEK
         chosen = self._resolve_key(key_id) if key_id is not None else src.kms_key_id  # D3
         if chosen is not None and key_id is None:
             self.vault.resolve_key(chosen)
         volume, _ = self._new_volume(
-            kind, src.availability_domain, size, chosen, common, source_type=kind, source_id=src.id,
+            kind,
+            src.availability_domain,
+            size,
+            chosen,
+            common,
+            source_type=kind,
+            source_id=src.id,
         )
         volume.is_hydrated = False
         volume.clone_snapshot = f"clone-{volume.id}"
@@ -372,8 +405,15 @@ class BlockStorageService:
             raise
         return volume, job_id
 
-    def _create_restore(self, kind: str, details: dict[str, Any], size_gb: int | None, backup_id: str | None,
-                        key_id: str | None, common: dict[str, Any]) -> tuple[Volume, str]:
+    def _create_restore(
+        self,
+        kind: str,
+        details: dict[str, Any],
+        size_gb: int | None,
+        backup_id: str | None,
+        key_id: str | None,
+        common: dict[str, Any],
+    ) -> tuple[Volume, str]:
         if not backup_id:
             from blockvault.errors import MissingParameter
 
@@ -383,7 +423,9 @@ class BlockStorageService:
         if backup is None or backup.kind != kind or backup.state == TERMINATED:
             raise RelatedResourceNotFound(field="sourceDetails.id", ident=backup_id)
         if backup.state != AVAILABLE:
-            raise Conflict(kind=f"{kind} backup", ident=backup_id, reason=f"it is {backup.state}; restore needs AVAILABLE")
+            raise Conflict(
+                kind=f"{kind} backup", ident=backup_id, reason=f"it is {backup.state}; restore needs AVAILABLE"
+            )
         ad = self._check_ad(details.get("availabilityDomain") or self.region.availability_domains[0])
         size = self._check_size(kind, size_gb if size_gb is not None else backup.size_gb, backup.size_gb)
         self.vault.require_usable(backup.kms_key_id)  # D1
@@ -392,8 +434,9 @@ class BlockStorageService:
         volume.is_hydrated = False
         return volume, self._insert_with_job(volume, "RestoreVolume", {"backupId": backup.id})
 
-    def list_volumes(self, kind: str, compartment_id: str | None, ad: str | None, state: str | None,
-                     display_name: str | None) -> list[Volume]:
+    def list_volumes(
+        self, kind: str, compartment_id: str | None, ad: str | None, state: str | None, display_name: str | None
+    ) -> list[Volume]:
         cond = [tables.volumes.c.kind == kind]
         if compartment_id:
             cond.append(tables.volumes.c.compartment_id == compartment_id)
@@ -437,12 +480,15 @@ class BlockStorageService:
             raise Conflict(kind=kind, ident=volume_id, reason=f"it is already {volume.state}")
         if volume.state == PROVISIONING:
             raise IncorrectState(kind=kind, ident=volume_id, state=volume.state, allowed=[AVAILABLE, FAULTY])
-        busy = self.backups.find(tables.backups.c.volume_id == volume_id,
-                                 tables.backups.c.state.in_([CREATING, "REQUEST_RECEIVED"]))
+        busy = self.backups.find(
+            tables.backups.c.volume_id == volume_id, tables.backups.c.state.in_([CREATING, "REQUEST_RECEIVED"])
+        )
         if busy:
             # R3.5: not while a backup is in progress; it ends by itself, so this is transient.
             raise IncorrectState(kind=kind, ident=volume_id, state="BACKUP_IN_PROGRESS", allowed=[AVAILABLE])
-        clones = self.volumes.find(tables.volumes.c.source_id == volume_id, tables.volumes.c.clone_snapshot.is_not(None))
+        clones = self.volumes.find(
+            tables.volumes.c.source_id == volume_id, tables.volumes.c.clone_snapshot.is_not(None)
+        )
         if clones:
             raise IncorrectState(kind=kind, ident=volume_id, state="CLONE_HYDRATING", allowed=[AVAILABLE])
         job = self.runner.new("DeleteVolume", volume.id, volume.compartment_id)
@@ -458,8 +504,10 @@ class BlockStorageService:
     def _data_volume(self, kind: str, volume_id: str) -> Volume:
         volume = self.get_volume(kind, volume_id)
         if volume.state == FAULTY:
-            raise KeyUnusable(key_id=volume.kms_key_id, state=DELETED) if volume.kms_key_id else Conflict(
-                kind=kind, ident=volume_id, reason=volume.faulty_reason or "it is FAULTY"
+            raise (
+                KeyUnusable(key_id=volume.kms_key_id, state=DELETED)
+                if volume.kms_key_id
+                else Conflict(kind=kind, ident=volume_id, reason=volume.faulty_reason or "it is FAULTY")
             )
         if volume.state != AVAILABLE:
             raise IncorrectState(kind=kind, ident=volume_id, state=volume.state, allowed=[AVAILABLE])
@@ -527,10 +575,18 @@ class BlockStorageService:
         chosen = self._resolve_key(key_id) if key_id else volume.kms_key_id  # R3.14: inherit the volume's key
         now = self._clock.now()
         backup = Backup(
-            id=ids.new(f"{kind}backup", self.region.key, random=self._random), kind=kind, volume_id=volume_id,
-            compartment_id=volume.compartment_id, display_name=details.get("displayName") or "",
-            type=btype, source_type="MANUAL", state=CREATING, kms_key_id=chosen, size_gb=volume.size_gb,
-            time_created=now, time_request_received=now,
+            id=ids.new(f"{kind}backup", self.region.key, random=self._random),
+            kind=kind,
+            volume_id=volume_id,
+            compartment_id=volume.compartment_id,
+            display_name=details.get("displayName") or "",
+            type=btype,
+            source_type="MANUAL",
+            state=CREATING,
+            kms_key_id=chosen,
+            size_gb=volume.size_gb,
+            time_created=now,
+            time_request_received=now,
             freeform_tags=details.get("freeformTags") or dict(volume.freeform_tags),  # R3.9
             defined_tags=details.get("definedTags") or dict(volume.defined_tags),
         )
@@ -556,9 +612,11 @@ class BlockStorageService:
 
     @staticmethod
     def _put_dek(conn: Any, backup_id: str, dek_id: str, wrapped: WrappedDek) -> None:
-        conn.execute(insert(tables.backup_deks).values(
-            backup_id=backup_id, dek_id=dek_id, key_version_id=wrapped.key_version_id, wrapped_dek=wrapped.blob
-        ))
+        conn.execute(
+            insert(tables.backup_deks).values(
+                backup_id=backup_id, dek_id=dek_id, key_version_id=wrapped.key_version_id, wrapped_dek=wrapped.blob
+            )
+        )
 
     def _backup_deks(self, backup: Backup, conn: Any = None) -> dict[str, WrappedDek]:
         stmt = select(tables.backup_deks).where(tables.backup_deks.c.backup_id == backup.id)
@@ -570,10 +628,13 @@ class BlockStorageService:
         return {r.dek_id: WrappedDek(backup.kms_key_id, r.key_version_id, bytes(r.wrapped_dek)) for r in rows}
 
     def _unwrap_backup_deks(self, backup: Backup) -> dict[str, bytes]:
-        return {dek_id: self.vault.unwrap(w, backup.dek_context(dek_id)) for dek_id, w in self._backup_deks(backup).items()}
+        return {
+            dek_id: self.vault.unwrap(w, backup.dek_context(dek_id)) for dek_id, w in self._backup_deks(backup).items()
+        }
 
-    def list_backups(self, kind: str, compartment_id: str | None, volume_id: str | None, state: str | None,
-                     display_name: str | None) -> list[Backup]:
+    def list_backups(
+        self, kind: str, compartment_id: str | None, volume_id: str | None, state: str | None, display_name: str | None
+    ) -> list[Backup]:
         cond = [tables.backups.c.kind == kind]
         if compartment_id:
             cond.append(tables.backups.c.compartment_id == compartment_id)
@@ -600,7 +661,9 @@ class BlockStorageService:
             self.backups.save(updated, expect={"state": backup.state, "kms_key_id": backup.kms_key_id})
             return updated
         if backup.state != AVAILABLE:
-            raise Conflict(kind=f"{kind} backup", ident=backup_id, reason=f"it is {backup.state}; a key change needs AVAILABLE")
+            raise Conflict(
+                kind=f"{kind} backup", ident=backup_id, reason=f"it is {backup.state}; a key change needs AVAILABLE"
+            )
         new_key = details["kmsKeyId"] or None
         if new_key is not None:
             self.vault.resolve_key(new_key)
@@ -624,10 +687,14 @@ class BlockStorageService:
         if backup.state in (TERMINATING, TERMINATED):
             raise Conflict(kind=f"{kind} backup", ident=backup_id, reason=f"it is already {backup.state}")
         if backup.state == CREATING:
-            raise IncorrectState(kind=f"{kind} backup", ident=backup_id, state=backup.state, allowed=[AVAILABLE, FAULTY])
+            raise IncorrectState(
+                kind=f"{kind} backup", ident=backup_id, state=backup.state, allowed=[AVAILABLE, FAULTY]
+            )
         restoring = self.volumes.find(tables.volumes.c.source_id == backup_id, tables.volumes.c.state == PROVISIONING)
         if restoring:
-            raise IncorrectState(kind=f"{kind} backup", ident=backup_id, state="RESTORE_IN_PROGRESS", allowed=[AVAILABLE])
+            raise IncorrectState(
+                kind=f"{kind} backup", ident=backup_id, state="RESTORE_IN_PROGRESS", allowed=[AVAILABLE]
+            )
         job = self.runner.new("DeleteBackup", backup.id, backup.compartment_id)
         updated = replace(backup, state=TERMINATING)
         with self._engine.begin() as conn:
@@ -682,8 +749,9 @@ class BlockStorageService:
         finally:
             reader.close()
         current = self._job_volume(job)
-        self.volumes.save(replace(current, is_hydrated=True, clone_snapshot=None),
-                          expect={"clone_snapshot": volume.clone_snapshot})
+        self.volumes.save(
+            replace(current, is_hydrated=True, clone_snapshot=None), expect={"clone_snapshot": volume.clone_snapshot}
+        )
         self._forget(volume.id)  # reopen without the source: the clone is independent now
         with self._using(src) as store:
             store.delete_snapshot(volume.clone_snapshot)
@@ -702,11 +770,17 @@ class BlockStorageService:
         destroy(directory)  # a crashed attempt restarts from nothing
         store = VolumeStore.create(directory, volume_id=volume.id, size_bytes=volume.size_bytes, dek=dek)
         try:
+
             def write_chunk(offset: int, data: bytes) -> None:
                 store.write(offset, data)
 
-            backup_engine.restore_backup(self.objects, manifest, deks, write_chunk,
-                                         progress=lambda done, total: progress(100.0 * done / max(total, 1)))
+            backup_engine.restore_backup(
+                self.objects,
+                manifest,
+                deks,
+                write_chunk,
+                progress=lambda done, total: progress(100.0 * done / max(total, 1)),
+            )
             store.flush()
         finally:
             store.close()
@@ -723,7 +797,10 @@ class BlockStorageService:
                         store.delete_snapshot(volume.clone_snapshot)
                 except KeyUnusable:
                     log.warning("snapshot %s of %s left for later", volume.clone_snapshot, src.id)
-        destroy(self.volume_dir(volume))
+        try:
+            destroy(self.volume_dir(volume))
+        except Conflict as exc:  # a request still holds the store open: try again shortly
+            raise IncorrectState(kind=volume.kind, ident=volume.id, state="IN_USE", allowed=["idle"]) from exc
         self.volumes.save(replace(volume, state=TERMINATED, clone_snapshot=None), expect={"state": volume.state})
 
     def _fail_volume(self, job: Job, reason: str) -> None:
@@ -741,14 +818,23 @@ class BlockStorageService:
         own = self._backup_deks(backup)[backup.id]
         own_dek = self.vault.unwrap(own, backup.dek_context(backup.id))
         vol_dek = self.vault.unwrap(volume.wrapped, volume.dek_context())
-        parent, parent_manifest, inherited = None, None, {}
+        parent: Backup | None = None
+        parent_manifest: Any = None
+        inherited: dict[str, bytes] = {}
         if backup.type == "INCREMENTAL":
             parent, parent_manifest, inherited = self._parent_for(backup)
-        reader = SnapshotReader.open(self.volume_dir(volume), name=backup.snapshot_name, volume_id=volume.id, dek=vol_dek)
+        reader = SnapshotReader.open(
+            self.volume_dir(volume), name=backup.snapshot_name, volume_id=volume.id, dek=vol_dek
+        )
         try:
             result = backup_engine.write_backup(
-                self.objects, reader, backup_id=backup.id, volume_id=volume.id, dek=own_dek,
-                kind="INCREMENTAL" if parent_manifest is not None else "FULL", parent=parent_manifest,
+                self.objects,
+                reader,
+                backup_id=backup.id,
+                volume_id=volume.id,
+                dek=own_dek,
+                kind="INCREMENTAL" if parent_manifest is not None else "FULL",
+                parent=parent_manifest,
                 progress=lambda done, total: progress(100.0 * done / max(total, 1)),
             )
         finally:
@@ -756,16 +842,24 @@ class BlockStorageService:
         needed = backup_engine.dek_ids(result.manifest) - {backup.id}
         # The child holds its own wrapped copy of every DEK its chunks need, so it stays readable (and re-keyable)
         # whatever happens to its parents and their keys.
-        copies = {dek_id: self.vault.wrap(backup.kms_key_id, inherited[dek_id], backup.dek_context(dek_id))
-                  for dek_id in sorted(needed)}
+        copies = {
+            dek_id: self.vault.wrap(backup.kms_key_id, inherited[dek_id], backup.dek_context(dek_id))
+            for dek_id in sorted(needed)
+        }
         with self._engine.begin() as conn:
             for dek_id, wrapped in copies.items():
                 self._put_dek(conn, backup.id, dek_id, wrapped)
             self.backups.save(
-                replace(backup, state=AVAILABLE, unique_size_bytes=result.bytes_stored,
-                        type="INCREMENTAL" if parent_manifest is not None else "FULL",
-                        parent_id=parent.id if parent is not None else None, snapshot_name=None),
-                conn, expect={"state": CREATING},
+                replace(
+                    backup,
+                    state=AVAILABLE,
+                    unique_size_bytes=result.bytes_stored,
+                    type="INCREMENTAL" if parent_manifest is not None else "FULL",
+                    parent_id=parent.id if parent is not None else None,
+                    snapshot_name=None,
+                ),
+                conn,
+                expect={"state": CREATING},
             )
         try:
             with self._using(volume) as store:
@@ -776,7 +870,8 @@ class BlockStorageService:
     def _parent_for(self, backup: Backup) -> tuple[Backup | None, Any, dict[str, bytes]]:
         """The newest AVAILABLE backup of the same volume whose keys are usable; None means a FULL backup."""
         candidates = self.backups.find(
-            tables.backups.c.volume_id == backup.volume_id, tables.backups.c.state == AVAILABLE,
+            tables.backups.c.volume_id == backup.volume_id,
+            tables.backups.c.state == AVAILABLE,
             order_by=[tables.backups.c.time_created.desc()],
         )
         for parent in candidates[:1]:

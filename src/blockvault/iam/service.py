@@ -41,13 +41,22 @@ class IdentityService:
         found = self.tenancies.find()
         return found[0] if found else None
 
-    def bootstrap(self, *, name: str, home_region: str, admin_name: str, admin_public_pem: bytes) -> tuple[Tenancy, User, str]:
+    def bootstrap(
+        self, *, name: str, home_region: str, admin_name: str, admin_public_pem: bytes
+    ) -> tuple[Tenancy, User, str]:
         """First start: the tenancy (also the root compartment) and an admin user with one API key."""
         now = self._clock.now()
-        tenancy = Tenancy(id=ids.new("tenancy", random=self._random), name=name, home_region=home_region,
-                          time_created=now)
-        admin = User(id=ids.new("user", random=self._random), tenancy_id=tenancy.id, name=admin_name,
-                     description="bootstrap administrator", state="ACTIVE", time_created=now)
+        tenancy = Tenancy(
+            id=ids.new("tenancy", random=self._random), name=name, home_region=home_region, time_created=now
+        )
+        admin = User(
+            id=ids.new("user", random=self._random),
+            tenancy_id=tenancy.id,
+            name=admin_name,
+            description="bootstrap administrator",
+            state="ACTIVE",
+            time_created=now,
+        )
         with self._engine.begin() as conn:
             self.tenancies.insert(tenancy, conn)
             self.users.insert(admin, conn)
@@ -66,10 +75,15 @@ class IdentityService:
                 raise InvalidArgument(field="key", reason="this API key is already uploaded")
             if len(existing) >= 3:
                 raise InvalidArgument(field="key", reason="a user may have at most 3 API keys")
-            conn.execute(insert(tables.api_keys).values(
-                user_id=user_id, fingerprint=fp, key_pem=public_pem.decode(), state="ACTIVE",
-                time_created=self._clock.now().isoformat(),
-            ))
+            conn.execute(
+                insert(tables.api_keys).values(
+                    user_id=user_id,
+                    fingerprint=fp,
+                    key_pem=public_pem.decode(),
+                    state="ACTIVE",
+                    time_created=self._clock.now().isoformat(),
+                )
+            )
         return fp
 
     def public_key(self, key_id: signing.KeyId) -> RSAPublicKey | None:
@@ -79,9 +93,11 @@ class IdentityService:
             row = conn.execute(
                 select(tables.api_keys.c.key_pem, tables.users.c.tenancy_id, tables.users.c.state)
                 .join(tables.users, tables.users.c.id == tables.api_keys.c.user_id)
-                .where(tables.api_keys.c.user_id == key_id.user_id,
-                       tables.api_keys.c.fingerprint == key_id.fingerprint,
-                       tables.api_keys.c.state == "ACTIVE")
+                .where(
+                    tables.api_keys.c.user_id == key_id.user_id,
+                    tables.api_keys.c.fingerprint == key_id.fingerprint,
+                    tables.api_keys.c.state == "ACTIVE",
+                )
             ).first()
         if row is None or row.tenancy_id != key_id.tenancy_id or row.state != "ACTIVE":
             self._key_cache.pop(cache_key, None)
@@ -111,21 +127,34 @@ class IdentityService:
         siblings = self.compartments.find(tables.compartments.c.parent_id == parent_id)
         if any(c.name.lower() == name.lower() and c.state != "DELETED" for c in siblings):
             raise InvalidArgument(field="name", reason=f"a compartment named {name!r} already exists there")
-        compartment = Compartment(id=ids.new("compartment", random=self._random), parent_id=parent_id, name=name,
-                                  description=description, state="ACTIVE", time_created=self._clock.now())
+        compartment = Compartment(
+            id=ids.new("compartment", random=self._random),
+            parent_id=parent_id,
+            name=name,
+            description=description,
+            state="ACTIVE",
+            time_created=self._clock.now(),
+        )
         self.compartments.insert(compartment)
         return compartment
 
     def get_compartment(self, compartment_id: str) -> Compartment:
         tenancy = self.tenancy()
         if tenancy is not None and compartment_id == tenancy.id:
-            return Compartment(id=tenancy.id, parent_id=None, name=tenancy.name, description="root compartment",
-                               state="ACTIVE", time_created=tenancy.time_created)
+            return Compartment(
+                id=tenancy.id,
+                parent_id=None,
+                name=tenancy.name,
+                description="root compartment",
+                state="ACTIVE",
+                time_created=tenancy.time_created,
+            )
         compartment = self.compartments.get(compartment_id)
         if compartment is None:
             raise NotFound(kind="compartment", ident=compartment_id)
         return compartment
 
     def list_compartments(self, parent_id: str) -> list[Compartment]:
-        return self.compartments.find(tables.compartments.c.parent_id == parent_id,
-                                      order_by=[tables.compartments.c.time_created])
+        return self.compartments.find(
+            tables.compartments.c.parent_id == parent_id, order_by=[tables.compartments.c.time_created]
+        )

@@ -93,7 +93,12 @@ class VaultService:
         return f"{self.endpoint}/kms/{vault_id}/crypto"
 
     def create_vault(
-        self, *, compartment_id: str, display_name: str, vault_type: str, freeform_tags: dict[str, str],
+        self,
+        *,
+        compartment_id: str,
+        display_name: str,
+        vault_type: str,
+        freeform_tags: dict[str, str],
         defined_tags: dict[str, Any],
     ) -> Vault:
         if vault_type not in VAULT_TYPES:
@@ -125,8 +130,14 @@ class VaultService:
             tables.vaults.c.compartment_id == compartment_id, order_by=[tables.vaults.c.time_created]
         )
 
-    def update_vault(self, vault_id: str, *, display_name: str | None, freeform_tags: dict[str, str] | None,
-                     defined_tags: dict[str, Any] | None) -> Vault:
+    def update_vault(
+        self,
+        vault_id: str,
+        *,
+        display_name: str | None,
+        freeform_tags: dict[str, str] | None,
+        defined_tags: dict[str, Any] | None,
+    ) -> Vault:
         vault = self.get_vault(vault_id)
         lifecycle.vault_transition(vault_id, vault.state, "update")
         updated = replace(
@@ -157,7 +168,8 @@ class VaultService:
                 if key.state in (lifecycle.ENABLED, lifecycle.DISABLED):
                     self.keys.save(
                         replace(key, state=lifecycle.PENDING_DELETION, prev_state=key.state, time_of_deletion=at),
-                        conn, expect={"state": key.state},
+                        conn,
+                        expect={"state": key.state},
                     )
                     changed.append(key.id)
             updated = replace(vault, state=transition.final, prev_state=vault.state, time_of_deletion=at)
@@ -176,8 +188,11 @@ class VaultService:
             for key in self.keys.find(tables.keys.c.vault_id == vault_id, conn=conn):
                 if key.state == lifecycle.PENDING_DELETION and key.time_of_deletion == vault.time_of_deletion:
                     back = key.prev_state or lifecycle.ENABLED
-                    self.keys.save(replace(key, state=back, prev_state=None, time_of_deletion=None), conn,
-                                   expect={"state": key.state})
+                    self.keys.save(
+                        replace(key, state=back, prev_state=None, time_of_deletion=None),
+                        conn,
+                        expect={"state": key.state},
+                    )
                     restored.append((key.id, back))
             updated = replace(vault, state=transition.final, prev_state=None, time_of_deletion=None)
             self.vaults.save(updated, conn, expect={"state": vault.state})
@@ -194,8 +209,17 @@ class VaultService:
         return vault
 
     def create_key(
-        self, vault_id: str, *, compartment_id: str, display_name: str, algorithm: str, length: int,
-        curve_id: str | None, protection_mode: str, freeform_tags: dict[str, str], defined_tags: dict[str, Any],
+        self,
+        vault_id: str,
+        *,
+        compartment_id: str,
+        display_name: str,
+        algorithm: str,
+        length: int,
+        curve_id: str | None,
+        protection_mode: str,
+        freeform_tags: dict[str, str],
+        defined_tags: dict[str, Any],
     ) -> Key:
         vault = self._active_vault(vault_id)
         lifecycle.validate_shape(algorithm, length, curve_id)
@@ -206,14 +230,27 @@ class VaultService:
         now = self._clock.now()
         version = KeyVersion(
             id=ids.new("keyversion", self.region_key, future_use=prefix, random=self._random),
-            key_id=key_id, vault_id=vault_id, compartment_id=compartment_id, state=lifecycle.ENABLED,
-            origin="INTERNAL", time_created=now,
+            key_id=key_id,
+            vault_id=vault_id,
+            compartment_id=compartment_id,
+            state=lifecycle.ENABLED,
+            origin="INTERNAL",
+            time_created=now,
         )
         key = Key(
-            id=key_id, vault_id=vault_id, compartment_id=compartment_id, display_name=display_name,
-            algorithm=algorithm, length=length, curve_id=curve_id, protection_mode=protection_mode,
-            state=lifecycle.ENABLED, current_version_id=version.id, time_created=now,
-            freeform_tags=freeform_tags, defined_tags=defined_tags,
+            id=key_id,
+            vault_id=vault_id,
+            compartment_id=compartment_id,
+            display_name=display_name,
+            algorithm=algorithm,
+            length=length,
+            curve_id=curve_id,
+            protection_mode=protection_mode,
+            state=lifecycle.ENABLED,
+            current_version_id=version.id,
+            time_created=now,
+            freeform_tags=freeform_tags,
+            defined_tags=defined_tags,
         )
         if algorithm == "AES":
             self._keystore.create(version.id, length)
@@ -235,8 +272,15 @@ class VaultService:
             order_by=[tables.keys.c.time_created],
         )
 
-    def update_key(self, key_id: str, vault_id: str, *, display_name: str | None,
-                   freeform_tags: dict[str, str] | None, defined_tags: dict[str, Any] | None) -> Key:
+    def update_key(
+        self,
+        key_id: str,
+        vault_id: str,
+        *,
+        display_name: str | None,
+        freeform_tags: dict[str, str] | None,
+        defined_tags: dict[str, Any] | None,
+    ) -> Key:
         key = self.get_key(key_id, vault_id)
         lifecycle.require_updatable("key", key_id, key.state)
         updated = replace(
@@ -275,15 +319,20 @@ class VaultService:
         prefix = ids.parse(key.vault_id).future_use
         version = KeyVersion(
             id=ids.new("keyversion", self.region_key, future_use=prefix, random=self._random),
-            key_id=key_id, vault_id=key.vault_id, compartment_id=key.compartment_id, state=lifecycle.ENABLED,
-            origin="INTERNAL", time_created=self._clock.now(),
+            key_id=key_id,
+            vault_id=key.vault_id,
+            compartment_id=key.compartment_id,
+            state=lifecycle.ENABLED,
+            origin="INTERNAL",
+            time_created=self._clock.now(),
         )
         if key.algorithm == "AES":
             self._keystore.create(version.id, key.length)
         with self._engine.begin() as conn:
             self.versions.insert(version, conn)
-            self.keys.save(replace(key, current_version_id=version.id), conn,
-                           expect={"current_version_id": key.current_version_id})
+            self.keys.save(
+                replace(key, current_version_id=version.id), conn, expect={"current_version_id": key.current_version_id}
+            )
         return version
 
     def list_key_versions(self, key_id: str, vault_id: str) -> list[KeyVersion]:
@@ -335,8 +384,14 @@ class VaultService:
         if associated_data is not None and len(str(dict(associated_data))) >= MAX_ASSOCIATED_DATA:
             raise InvalidArgument(field="associatedData", reason="must be fewer than 4096 characters")
 
-    def encrypt(self, vault_id: str, key_id: str, plaintext: bytes, associated_data: Mapping[str, str] | None,
-                key_version_id: str | None = None) -> tuple[bytes, str]:
+    def encrypt(
+        self,
+        vault_id: str,
+        key_id: str,
+        plaintext: bytes,
+        associated_data: Mapping[str, str] | None,
+        key_version_id: str | None = None,
+    ) -> tuple[bytes, str]:
         key = self._crypto_key(key_id, vault_id)
         self._check_ad(associated_data)
         if len(plaintext) > MAX_PLAINTEXT:
@@ -348,9 +403,9 @@ class VaultService:
         blob = self._keystore.seal(version_id, plaintext, ciphertext.aad(key_id, version_id, associated_data))
         return ciphertext.pack(version_id, blob), version_id
 
-    def decrypt(self, vault_id: str, key_id: str, data: bytes, associated_data: Mapping[str, str] | None) -> tuple[
-        bytes, str
-    ]:
+    def decrypt(
+        self, vault_id: str, key_id: str, data: bytes, associated_data: Mapping[str, str] | None
+    ) -> tuple[bytes, str]:
         self._crypto_key(key_id, vault_id)
         self._check_ad(associated_data)
         parsed = ciphertext.unpack(data)
@@ -367,8 +422,9 @@ class VaultService:
             ) from exc
         return plaintext, parsed.key_version_id
 
-    def generate_data_key(self, vault_id: str, key_id: str, length: int, associated_data: Mapping[str, str] | None
-                          ) -> tuple[bytes, bytes]:
+    def generate_data_key(
+        self, vault_id: str, key_id: str, length: int, associated_data: Mapping[str, str] | None
+    ) -> tuple[bytes, bytes]:
         """R6.25: a fresh DEK and its ciphertext under the key; the DEK is at least as strong as the MEK."""
         key = self._crypto_key(key_id, vault_id)
         if length not in lifecycle.AES_LENGTHS:
@@ -392,7 +448,8 @@ class VaultService:
             raise InvalidArgument(field=field, reason=f"{key_id!r} is not the OCID of a Vault key")
         if parsed.region and parsed.region != self.region_key and parsed.region != self.region:
             raise InvalidArgument(
-                field=field, reason=f"the key is not in region {self.region}: a key must be in a vault of the resource's region"
+                field=field,
+                reason=f"the key is not in region {self.region}: a key must be in a vault of the resource's region",
             )
         key = self.keys.get(key_id)
         if key is None or key.state == lifecycle.DELETED:
@@ -437,7 +494,9 @@ class VaultService:
         """D1: refuses unless the wrapping key is ENABLED; D2: a destroyed key can never unwrap again."""
         self.require_usable(wrapped.key_id)
         try:
-            return self._keystore.open(wrapped.key_version_id, wrapped.blob, self._dek_aad(context, wrapped.key_version_id))
+            return self._keystore.open(
+                wrapped.key_version_id, wrapped.blob, self._dek_aad(context, wrapped.key_version_id)
+            )
         except MaterialDestroyed as exc:
             raise KeyUnusable(key_id=wrapped.key_id, state=lifecycle.DELETED) from exc
 

@@ -13,11 +13,24 @@ from blockvault.config import Settings
 
 def register(sub: Any) -> None:
     serve = sub.add_parser("serve", help="run blockvault (REST API, Vault, job runners) on embedded defaults")
-    serve.add_argument("--data-dir", help="where everything lives (env BLOCKVAULT_DATA_DIR; default ~/.local/share/blockvault)")
-    serve.add_argument("--port", type=int, help="HTTP port (env BLOCKVAULT_PORT; default 8080)")
-    serve.add_argument("--host", help="listen address (env BLOCKVAULT_HOST; default 127.0.0.1)")
-    serve.add_argument("--allow-clock-control", action="store_true", default=None,
-                       help="let the admin advance the Vault clock (rehearsals and tests; env BLOCKVAULT_ALLOW_CLOCK_CONTROL)")
+    # SUPPRESS: a value given before the word `serve` (blockvault --data-dir X serve) must survive.
+    serve.add_argument(
+        "--data-dir",
+        default=argparse.SUPPRESS,
+        help="where everything lives (env BLOCKVAULT_DATA_DIR; default ~/.local/share/blockvault)",
+    )
+    serve.add_argument(
+        "--port", type=int, default=argparse.SUPPRESS, help="HTTP port (env BLOCKVAULT_PORT; default 8080)"
+    )
+    serve.add_argument(
+        "--host", default=argparse.SUPPRESS, help="listen address (env BLOCKVAULT_HOST; default 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--allow-clock-control",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="let the admin advance the Vault clock (rehearsals, tests; env BLOCKVAULT_ALLOW_CLOCK_CONTROL)",
+    )
     serve.set_defaults(handler=cmd_serve)
 
 
@@ -31,15 +44,19 @@ def banner(server: Any) -> str:
     url = settings.region_url(first)
     lines += [
         "",
-        f"oci config file: {cfg}  (profile DEFAULT, bootstrap admin; API key {server.bootstrap.key_file})",
+        f"oci config file: {cfg}",
+        f"  (profile DEFAULT, the bootstrap admin; API key {server.bootstrap.key_file})",
         f"tenancy (root compartment): {server.bootstrap.tenancy_id}",
         f"availability domains in {first}: {', '.join(settings.regions[0].availability_domains)}",
         "",
         "Try:",
-        f"  oci --config-file {cfg} --endpoint {url} kms management vault create "
-        f"--compartment-id {server.bootstrap.tenancy_id} --display-name v1 --vault-type DEFAULT --wait-for-state ACTIVE",
-        f"  oci --config-file {cfg} --endpoint {url} bv volume create --compartment-id {server.bootstrap.tenancy_id} "
-        f"--availability-domain {settings.regions[0].availability_domains[0]} --size-in-gbs 50 --wait-for-state AVAILABLE",
+        f"  oci --config-file {cfg} --endpoint {url} kms management vault create"
+        f" --compartment-id {server.bootstrap.tenancy_id} --display-name v1 --vault-type DEFAULT"
+        " --wait-for-state ACTIVE",
+        f"  oci --config-file {cfg} --endpoint {url} bv volume create"
+        f" --compartment-id {server.bootstrap.tenancy_id}"
+        f" --availability-domain {settings.regions[0].availability_domains[0]} --size-in-gbs 50"
+        " --wait-for-state AVAILABLE",
         "  blockvault bv volume list        # our CLI finds this server and its credentials by itself",
         "  blockvault volume write <volume-id> --from-file disk.img",
         "",

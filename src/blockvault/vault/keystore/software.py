@@ -59,7 +59,8 @@ class SoftwareKeystore:
         self._db.execute("PRAGMA journal_mode=DELETE")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(
-            "CREATE TABLE IF NOT EXISTS material (handle TEXT PRIMARY KEY, length INTEGER NOT NULL, wrapped BLOB NOT NULL)"
+            "CREATE TABLE IF NOT EXISTS material"
+            " (handle TEXT PRIMARY KEY, length INTEGER NOT NULL, wrapped BLOB NOT NULL)"
         )
         os.chmod(path, 0o600)
         self._root = Aead(root_key)
@@ -80,7 +81,9 @@ class SoftwareKeystore:
                     raise InvalidArgument(field="handle", reason="exists with another length")
                 return
             wrapped = wrap_dek(self._root, self._random(length), self._context(handle), random=self._random)
-            self._db.execute("INSERT INTO material (handle, length, wrapped) VALUES (?, ?, ?)", (handle, length, wrapped))
+            self._db.execute(
+                "INSERT INTO material (handle, length, wrapped) VALUES (?, ?, ?)", (handle, length, wrapped)
+            )
 
     def exists(self, handle: str) -> bool:
         with self._lock:

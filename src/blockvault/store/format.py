@@ -1,0 +1,161 @@
+"""Pure codec pieces of the volume format (docs/design/volume-format.md): constants, bounds, AAD, schema.
+
+No I/O here (house style §2.5): volume.py owns the files, this module owns what the bytes mean.
+
+A unit on disk is split in two places:
+
+    data file, slot s:  [ s * UNIT_SIZE , (s + 1) * UNIT_SIZE )  AES-GCM ciphertext only (same length as plaintext)
+    map.db, map row:    unit | slot | nonce:12 | tag:16 | seq
+
+    aad = encode_context({"volume": volume_id, "unit": str(unit), "seq": str(seq)})
+
+The AAD binds a ciphertext to its volume, its logical position and its write generation, so a block that was
+flipped, moved to another unit, replayed from an older write or copied from another volume fails authentication
+(IntegrityError) instead of reading as wrong data.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Final
+
+from blockvault.crypto import NONCE_SIZE, TAG_SIZE
+from blockvault.crypto.envelope import encode_context
+from blockvault.errors import InvalidArgument
+
+__all__ = [
+    "DATA_FILE",
+    "FORMAT_VERSION",
+    "KEY_CHECK_AAD_DOMAIN",
+    "MAGIC",
+    "MAP_FILE",
+    "MAX_UNIT_WRITES_PER_DEK",
+    "MAX_VOLUME_SIZE",
+    "NONCE_SIZE",
+    "SCHEMA",
+    "TAG_SIZE",
+    "UNIT_SIZE",
+    "VOLUME_FILES",
+    "check_range",
+    "check_size",
+    "key_check_aad",
+    "unit_aad",
+    "unit_aad_reference",
+    "unit_count",
+]
+
+# The unit of encryption and of copy-on-write. 64 KiB keeps the per-unit metadata (a ~40-byte map row) under 0.1%
+# of the data and the per-call AES-GCM overhead negligible, while a 4 KiB guest write costs at most one 64 KiB
+# read-modify-write.
+UNIT_SIZE: Final = 65536
+
+# NIST SP 800-38D §8.3: with random 96-bit IVs (§8.2.2) the total number of invocations of the authenticated
+# encryption function with one key shall not exceed 2^32. One invocation seals one unit, so one DEK may seal at most
+# 2^32 unit writes = 2^32 * 64 KiB = 256 TiB written over the life of the volume (overwrites count again). The
+# volume-wide seq counter counts exactly these invocations, so it doubles as the usage meter.
+MAX_UNIT_WRITES_PER_DEK: Final = 2**32
+
+# OCI's largest block volume is 32 TB; 2^45 bytes (32 TiB) = 2^29 units keeps every slot offset far inside a signed
+# 64-bit file offset. NB: ext4 with 4 KiB blocks caps one file at 16 TiB, and the data file needs room for
+# overwrite slots beyond the volume size; volumes above ~15 TiB need XFS or btrfs underneath.
+MAX_VOLUME_SIZE: Final = 2**45
+
+MAGIC: Final = "blockvault.volume"
+FORMAT_VERSION: Final = 1
+
+DATA_FILE: Final = "data"
+MAP_FILE: Final = "map.db"
+# Everything that belongs to a volume directory; destroy() removes exactly these, in this order: the map first, so
+# that a crash half-way leaves no volume rather than a map whose slots are gone (docs: Read/Write ordering).
+VOLUME_FILES: Final = (
+    MAP_FILE,
+    MAP_FILE + "-wal",
+    MAP_FILE + "-shm",
+    MAP_FILE + "-journal",
+    MAP_FILE + ".creating",
+    MAP_FILE + ".creating-journal",
+    DATA_FILE,
+)
+
+# Domain for the key-check value stored in meta: AES-GCM over the empty plaintext, so opening a volume with the wrong
+# DEK fails at open() with DecryptionFailed instead of at the first read. It reveals nothing about the DEK beyond
+# what any sealed unit already does.
+KEY_CHECK_AAD_DOMAIN: Final = b"blockvault.volume.keycheck.v1"
+
+SCHEMA: Final = """
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE map (
+    unit  INTEGER PRIMARY KEY,
+    slot  INTEGER NOT NULL,
+    nonce BLOB NOT NULL,
+    tag   BLOB NOT NULL,
+    seq   INTEGER NOT NULL
+);
+CREATE TABLE snapshots (
+    id    INTEGER PRIMARY KEY,
+    name  TEXT NOT NULL UNIQUE,
+    seq   INTEGER NOT NULL,
+    size  INTEGER NOT NULL
+);
+CREATE TABLE snap_map (
+    snap_id INTEGER NOT NULL REFERENCES snapshots(id),
+    unit    INTEGER NOT NULL,
+    slot    INTEGER NOT NULL,
+    nonce   BLOB NOT NULL,
+    tag     BLOB NOT NULL,
+    seq     INTEGER NOT NULL,
+    PRIMARY KEY (snap_id, unit)
+) WITHOUT ROWID;
+"""
+
+_U32 = struct.Struct(">I")
+
+
+def _part(value: str) -> bytes:
+    raw = value.encode()
+    return _U32.pack(len(raw)) + raw
+
+
+# encode_context sorts keys, so the AAD is: count=3 | "seq" | seq | "unit" | unit | "volume" | volume_id, every part
+# u32-length-prefixed. Precomputing the constant pieces saves a dict build and a sort per unit on the hot path;
+# tests/unit/test_store_volume.py checks byte equality with encode_context.
+_AAD_HEAD: Final = _U32.pack(3) + _part("seq")
+_AAD_UNIT: Final = _part("unit")
+_AAD_VOLUME: Final = _part("volume")
+
+
+def unit_aad(volume_id: str, index: int, seq: int) -> bytes:
+    """The AAD of one unit: encode_context({"volume": volume_id, "unit": str(index), "seq": str(seq)})."""
+    return _AAD_HEAD + _part(str(seq)) + _AAD_UNIT + _part(str(index)) + _AAD_VOLUME + _part(volume_id)
+
+
+def unit_aad_reference(volume_id: str, index: int, seq: int) -> bytes:
+    """The normative definition of unit_aad, kept for tests and for readers of the spec."""
+    return encode_context({"volume": volume_id, "unit": str(index), "seq": str(seq)})
+
+
+def key_check_aad(volume_id: str) -> bytes:
+    """AAD of the key-check value: binds it to this volume so it cannot be copied from another one."""
+    return KEY_CHECK_AAD_DOMAIN + encode_context({"volume": volume_id})
+
+
+def unit_count(size: int) -> int:
+    """Number of units covering `size` bytes (the last one may be partly beyond the end and reads as zeros)."""
+    return -(-size // UNIT_SIZE)
+
+
+def check_size(size: int) -> None:
+    """Reject sizes the format cannot hold; a caller-supplied size is an InvalidArgument, not a crash later."""
+    if not 0 <= size <= MAX_VOLUME_SIZE:
+        raise InvalidArgument(field="size", reason=f"must be between 0 and {MAX_VOLUME_SIZE} bytes, got {size}")
+
+
+def check_range(offset: int, length: int, size: int) -> None:
+    """Reject I/O outside [0, size): a range past the end is an error, never a short read or a silent grow."""
+    if offset < 0 or length < 0 or offset + length > size:
+        raise InvalidArgument(
+            field="range", reason=f"offset {offset} + length {length} is outside the volume of {size} bytes"
+        )

@@ -1,0 +1,680 @@
+"""VolumeStore and SnapshotReader: round trips, sparseness, snapshots, crash safety, clones and tampering.
+
+The rules referred to (W1, A3, ...) are in docs/design/volume-format.md.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import random
+import shutil
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from blockvault.crypto.envelope import encode_context
+from blockvault.errors import Conflict, DecryptionFailed, IntegrityError, InvalidArgument, NotFound
+from blockvault.store import UNIT_SIZE, SnapshotReader, VolumeStore, destroy
+from blockvault.store import format as fmt
+
+DEK = bytes(range(32))
+OTHER_DEK = bytes(range(100, 132))
+VOLUME = "ocid1.volume.oc1..test"
+U = UNIT_SIZE
+
+
+def pattern(length: int, seed: int = 1) -> bytes:
+    return random.Random(seed).randbytes(length)
+
+
+@pytest.fixture
+def vol_dir(tmp_path: Path) -> Path:
+    return tmp_path / "vol"
+
+
+@pytest.fixture
+def make_store(vol_dir: Path) -> Iterator[Callable[..., VolumeStore]]:
+    opened: list[VolumeStore] = []
+
+    def make(size: int = 8 * U, *, directory: Path = vol_dir, volume_id: str = VOLUME, dek: bytes = DEK) -> VolumeStore:
+        store = VolumeStore.create(directory, volume_id=volume_id, size_bytes=size, dek=dek)
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+def reopen(directory: Path, **kwargs: object) -> VolumeStore:
+    return VolumeStore.open(directory, volume_id=VOLUME, dek=DEK, **kwargs)  # type: ignore[arg-type]
+
+
+def crash_copy(directory: Path, target: Path) -> Path:
+    """What survives a crash right now: the data file and the committed SQLite state (db + WAL, not the shm)."""
+    target.mkdir()
+    for name in (fmt.DATA_FILE, fmt.MAP_FILE, fmt.MAP_FILE + "-wal"):
+        if (directory / name).exists():
+            shutil.copyfile(directory / name, target / name)
+    return target
+
+
+def slot_of(directory: Path, unit: int) -> int:
+    with sqlite3.connect(directory / fmt.MAP_FILE) as conn:
+        row = conn.execute("SELECT slot FROM map WHERE unit = ?", (unit,)).fetchone()
+    conn.close()
+    assert row is not None
+    return int(row[0])
+
+
+def disk_usage(directory: Path) -> int:
+    return sum(path.stat().st_blocks * 512 for path in directory.iterdir())
+
+
+# ------------------------------------------------------------------------------------------------------ format
+
+
+@pytest.mark.parametrize(("volume_id", "unit", "seq"), [("v", 0, 1), (VOLUME, 123456, 2**32), ("é/ü", 7, 0)])
+def test_unit_aad_fast_path_matches_encode_context(volume_id: str, unit: int, seq: int) -> None:
+    expected = encode_context({"volume": volume_id, "unit": str(unit), "seq": str(seq)})
+    assert fmt.unit_aad(volume_id, unit, seq) == expected == fmt.unit_aad_reference(volume_id, unit, seq)
+
+
+def test_unit_count_rounds_up() -> None:
+    assert [fmt.unit_count(n) for n in (0, 1, U, U + 1)] == [0, 1, 1, 2]
+
+
+# ------------------------------------------------------------------------------------------------------ data path
+
+
+@pytest.mark.parametrize(
+    ("offset", "length"),
+    [(0, U), (1, 1), (U - 3, 7), (12345, 3 * U + 17), (0, 8 * U), (7 * U + 1, U - 1), (5 * U, 2 * U)],
+)
+def test_round_trip_at_odd_offsets_matches_a_bytearray(
+    make_store: Callable[..., VolumeStore], offset: int, length: int
+) -> None:
+    store = make_store()
+    model = bytearray(store.size)
+    for seed, (off, n) in enumerate([(offset, length), (offset + length // 3, length // 2), (3, 5)], start=1):
+        data = pattern(n, seed)
+        store.write(off, data)
+        model[off : off + n] = data
+    assert store.read(0, store.size) == model
+    assert store.read(offset, length) == model[offset : offset + length]
+    store.flush()
+    assert store.read(offset, length) == model[offset : offset + length]
+
+
+def test_write_accepts_bytearray_and_memoryview(make_store: Callable[..., VolumeStore]) -> None:
+    store = make_store()
+    store.write(10, bytearray(b"abc"))
+    store.write(13, memoryview(b"xdefx")[1:4])
+    assert store.read(10, 6) == b"abcdef"
+
+
+def test_unwritten_units_read_as_zeros(make_store: Callable[..., VolumeStore]) -> None:
+    store = make_store()
+    store.write(3 * U + 100, b"x" * 10)
+    assert store.read(0, 3 * U) == bytes(3 * U)
+    assert store.read(3 * U, 100) == bytes(100)
+    assert store.read(3 * U + 110, 5 * U - 110) == bytes(5 * U - 110)
+    assert store.allocated_units() == [3]
+
+
+def test_out_of_range_io_is_invalid_argument(make_store: Callable[..., VolumeStore]) -> None:
+    store = make_store(2 * U)
+    with pytest.raises(InvalidArgument):
+        store.read(2 * U - 1, 2)
+    with pytest.raises(InvalidArgument):
+        store.write(2 * U, b"x")
+    with pytest.raises(InvalidArgument):
+        store.read(-1, 1)
+    assert store.read(2 * U, 0) == b""
+
+
+def test_one_tib_volume_costs_nothing_until_written(make_store: Callable[..., VolumeStore], vol_dir: Path) -> None:
+    tib = 2**40
+    store = make_store(tib)
+    assert disk_usage(vol_dir) < 1024 * 1024
+    for offset in (0, tib // 2 + 5, tib - 3):
+        store.write(offset, b"abc")
+    store.flush()
+    assert disk_usage(vol_dir) < 4 * 1024 * 1024
+    assert store.read(tib - 3, 3) == b"abc"
+    assert store.read(tib // 2, 16) == bytes(5) + b"abc" + bytes(8)
+    assert store.allocated_units() == [0, (tib // 2) // U, tib // U - 1]
+
+
+def test_first_writes_use_home_slots_and_overwrites_use_free_ones(
+    make_store: Callable[..., VolumeStore], vol_dir: Path
+) -> None:
+    store = make_store(4 * U)
+    store.write(0, pattern(4 * U))
+    store.flush()
+    assert [slot_of(vol_dir, unit) for unit in range(4)] == [0, 1, 2, 3]
+    store.write(U, pattern(U, 2))
+    store.flush()
+    assert slot_of(vol_dir, 1) == 4  # rule A1: never over a committed slot
+    store.write(2 * U, pattern(U, 3))
+    store.flush()
+    assert slot_of(vol_dir, 2) == 1  # rule A3: slot 1 was released by the committed overwrite
+
+
+def test_repeated_overwrites_reuse_space(make_store: Callable[..., VolumeStore], vol_dir: Path) -> None:
+    store = make_store(4 * U)
+    for round_ in range(20):
+        store.write(0, pattern(4 * U, round_))
+        if round_ % 3 == 0:
+            store.flush()
+    store.flush()
+    assert (vol_dir / fmt.DATA_FILE).stat().st_size <= 12 * U
+    assert store.read(0, 4 * U) == pattern(4 * U, 19)
+
+
+def test_seq_counts_unit_writes_and_persists(make_store: Callable[..., VolumeStore], vol_dir: Path) -> None:
+    store = make_store()
+    store.write(U - 1, b"ab")  # two units
+    store.write(0, b"c")
+    assert store.seq == 3
+    store.close()
+    with reopen(vol_dir) as again:
+        assert again.seq == 3
+
+
+def test_resize_grows_and_refuses_to_shrink(make_store: Callable[..., VolumeStore], vol_dir: Path) -> None:
+    store = make_store(U + 10)
+    store.write(0, b"\xff" * (U + 10))
+    store.resize(U + 10)  # same size: no-op
+    store.resize(3 * U)
+    assert store.size == 3 * U
+    assert store.read(U + 10, 2 * U - 10) == bytes(2 * U - 10)
+    store.write(3 * U - 1, b"z")
+    with pytest.raises(InvalidArgument):
+        store.resize(2 * U)
+    with pytest.raises(InvalidArgument):
+        store.resize(fmt.MAX_VOLUME_SIZE + 1)
+    store.close()
+    with reopen(vol_dir) as again:
+        assert again.size == 3 * U
+        assert again.read(U, 11) == b"\xff" * 10 + b"\x00"
+        assert again.read(3 * U - 1, 1) == b"z"
+
+
+def test_grow_zeroes_bytes_past_the_old_end_of_a_whole_unit_write(make_store: Callable[..., VolumeStore]) -> None:
+    store = make_store(U // 2)
+    assert store.write_unit_if_absent(0, b"\x01" * U)
+    store.resize(U)
+    assert store.read(0, U) == b"\x01" * (U // 2) + bytes(U // 2)
+
+
+def test_reopen_after_close_returns_flushed_data(make_store: Callable[..., VolumeStore], vol_dir: Path) -> None:
+    store = make_store()
+    data = pattern(3 * U + 5)
+    store.write(U - 2, data)
+    store.close()
+    store.close()  # idempotent
+    with pytest.raises(ValueError, match="closed"):
+        store.read(0, 1)
+    with reopen(vol_dir) as again:
+        assert again.read(U - 2, len(data)) == data
+        assert again.allocated_units() == [0, 1, 2, 3, 4]
+
+
+# ------------------------------------------------------------------------------------------------------ crashes
+
+
+def test_crash_before_flush_keeps_old_data_per_unit(
+    make_store: Callable[..., VolumeStore], vol_dir: Path, tmp_path: Path
+) -> None:
+    store = make_store(4 * U)
+    old = pattern(4 * U, 1)
+    store.write(0, old)
+    store.flush()
+    store.write(U // 2, pattern(2 * U, 2))  # touches units 0..2, not flushed
+    store.write(3 * U, b"new")
+    copy = crash_copy(vol_dir, tmp_path / "crashed")
+    # A torn or partial write can only have hit slots nothing committed references: fill those with garbage.
+    referenced = {slot_of(copy, unit) for unit in range(4)}
+    with open(copy / fmt.DATA_FILE, "r+b") as data:
+        slots = os.fstat(data.fileno()).st_size // U
+        for slot in set(range(slots + 2)) - referenced:
+            data.seek(slot * U)
+            data.write(pattern(U, 1000 + slot))
+    with VolumeStore.open(copy, volume_id=VOLUME, dek=DEK) as recovered:
+        assert recovered.read(0, 4 * U) == old
+        assert recovered.seq == 4
+        recovered.write(0, b"after")  # the rebuilt allocator must not hand out a referenced slot
+        recovered.flush()
+        assert recovered.read(0, 4 * U) == b"after" + old[5:]
+
+
+def test_unflushed_writes_vanish_after_abandon(vol_dir: Path) -> None:
+    store = VolumeStore.create(vol_dir, volume_id=VOLUME, size_bytes=2 * U, dek=DEK)
+    store.write(0, b"kept")
+    store.flush()
+    store.write(0, b"lost")
+    store.write(U, b"lost too")
+    del store
+    gc.collect()
+    with reopen(vol_dir) as again:
+        assert again.read(0, 4) == b"kept"
+        assert again.read(U, 8) == bytes(8)
+        assert again.allocated_units() == [0]
+
+
+def test_fua_write_is_durable_on_return(make_store: Callable[..., VolumeStore], vol_dir: Path, tmp_path: Path) -> None:
+    store = make_store()
+    store.write(5, b"forced", fua=True)
+    with VolumeStore.open(crash_copy(vol_dir, tmp_path / "c"), volume_id=VOLUME, dek=DEK) as recovered:
+        assert recovered.read(5, 6) == b"forced"
+
+
+def test_snapshot_is_durable_at_once(make_store: Callable[..., VolumeStore], vol_dir: Path, tmp_path: Path) -> None:
+    store = make_store()
+    store.write(0, b"snap me")
+    store.snapshot("s1")
+    copy = crash_copy(vol_dir, tmp_path / "c")
+    with SnapshotReader.open(copy, name="s1", volume_id=VOLUME, dek=DEK) as reader:
+        assert reader.read(0, 7) == b"snap me"
+
+
+# ------------------------------------------------------------------------------------------------------ snapshots
+
+
+def test_writes_after_snapshot_do_not_change_it(make_store: Callable[..., VolumeStore]) -> None:
+    store = make_store(4 * U)
+    before = pattern(4 * U, 1)
+    store.write(0, before)
+    store.snapshot("s1")
+    store.write(100, pattern(3 * U, 2))
+    store.flush()
+    store.write(3 * U + 200, b"more")  # pending only
+    with store.open_snapshot("s1") as reader:
+        assert reader.read(0, 4 * U) == before
+        assert [reader.read_unit(i) for i in range(4)] == [before[i * U : (i + 1) * U] for i in range(4)]
+        assert reader.size == 4 * U
+        assert reader.seq == 4
+        assert reader.units() == [(0, 1), (1, 2), (2, 3), (3, 4)]
+    assert store.read(100, 3 * U) == pattern(3 * U, 2)
+
+
+def test_snapshot_units_report_seq_for_incremental_backups(make_store: Callable[..., VolumeStore]) -> None:
+    store = make_store(4 * U)
+    store.write(0, bytes(4 * U))
+    store.snapshot("base")
+    store.write(2 * U, b"changed")
+    store.snapshot("next")
+    with store.open_snapshot("base") as base, store.open_snapshot("next") as nxt:
+        changed = [unit for unit, seq in nxt.units() if seq > base.seq]
+    assert changed == [2]
+
+
+def test_snapshot_survives_reopen(make_store: Callable[..., VolumeStore], vol_dir: Path) -> None:
+    store = make_store()
+    store.write(U, b"frozen")
+    store.snapshot("s1")
+    store.write(U, b"thawed")
+    store.close()
+    with SnapshotReader.open(vol_dir, name="s1", volume_id=VOLUME, dek=DEK) as reader:
+        assert reader.read(U, 6) == b"frozen"
+    with reopen(vol_dir) as again:
+        assert again.snapshots() == ["s1"]
+        assert again.read(U, 6) == b"thawed"
+        again.write(U, b"later!")  # the frozen slot must still be pinned after the rebuild on open
+        again.flush()
+        with again.open_snapshot("s1") as reader:
+            assert reader.read(U, 6) == b"frozen"
+
+
+def test_snapshot_reader_outlives_the_store(make_store: Callable[..., VolumeStore]) -> None:
+    store = make_store()
+    store.write(0, b"abc")
+    store.snapshot("s")
+    reader = store.open_snapshot("s")
+    store.close()
+    assert reader.read(0, 3) == b"abc"
+    reader.close()
+    reader.close()
+    with pytest.raises(ValueError, match="closed"):
+        reader.read(0, 3)
+
+
+def test_snapshot_names(make_store: Callable[..., VolumeStore]) -> None:
+    store = make_store()
+    store.snapshot("b")
+    store.snapshot("a")
+    assert store.snapshots() == ["b", "a"]
+    with pytest.raises(Conflict):
+        store.snapshot("a")
+    with pytest.raises(InvalidArgument):
+        store.snapshot("")
+    with pytest.raises(NotFound):
+        store.open_snapshot("missing")
+    store.delete_snapshot("b")
+    store.delete_snapshot("b")
+    assert store.snapshots() == ["a"]
+
+
+def test_delete_snapshot_releases_its_slots(make_store: Callable[..., VolumeStore], vol_dir: Path) -> None:
+    store = make_store(2 * U)
+    store.write(0, pattern(2 * U, 1))
+    store.snapshot("s")
+    store.write(0, pattern(2 * U, 2))
+    store.flush()
+    with store.open_snapshot("s") as reader:
+        store.delete_snapshot("s")
+        with pytest.raises(NotFound):
+            reader.read(0, 1)
+    size_after_delete = (vol_dir / fmt.DATA_FILE).stat().st_size
+    for seed in range(3, 10):
+        store.write(0, pattern(2 * U, seed))
+        store.flush()
+    assert (vol_dir / fmt.DATA_FILE).stat().st_size == size_after_delete
+    assert store.read(0, 2 * U) == pattern(2 * U, 9)
+
+
+def test_snapshot_reader_is_thread_safe(make_store: Callable[..., VolumeStore]) -> None:
+    store = make_store(16 * U)
+    data = pattern(16 * U)
+    store.write(0, data)
+    store.snapshot("s")
+    errors: list[BaseException] = []
+    with store.open_snapshot("s") as reader:
+
+        def worker(seed: int) -> None:
+            rng = random.Random(seed)
+            try:
+                for _ in range(30):
+                    off = rng.randrange(16 * U)
+                    n = rng.randrange(1, 16 * U - off + 1)
+                    assert reader.read(off, n) == data[off : off + n]
+            except BaseException as exc:  # noqa: BLE001 - surfaced below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(4)]
+        for thread in threads:
+            thread.start()
+        for seed in range(10):
+            store.write(seed * U, pattern(U, seed))  # the live volume changes meanwhile
+        for thread in threads:
+            thread.join()
+    assert errors == []
+
+
+# ------------------------------------------------------------------------------------------------------ clones
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Iterator[SnapshotReader]:
+    with VolumeStore.create(tmp_path / "src", volume_id="src-vol", size_bytes=4 * U, dek=OTHER_DEK) as origin:
+        origin.write(0, pattern(4 * U, 42))
+        origin.snapshot("clone-base")
+        origin.write(0, b"after the snapshot")
+    with SnapshotReader.open(tmp_path / "src", name="clone-base", volume_id="src-vol", dek=OTHER_DEK) as reader:
+        yield reader
+
+
+def test_clone_reads_fall_through_to_the_source(
+    source: SnapshotReader, make_store: Callable[..., VolumeStore], vol_dir: Path
+) -> None:
+    make_store(6 * U).close()
+    expected = bytearray(pattern(4 * U, 42) + bytes(2 * U))
+    with reopen(vol_dir, source=source) as clone:
+        assert clone.read(0, 6 * U) == expected
+        clone.write(U - 3, b"mine!!")  # partial writes merge the source content of units 0 and 1
+        expected[U - 3 : U + 3] = b"mine!!"
+        assert clone.read(0, 6 * U) == expected
+        assert clone.allocated_units() == [0, 1]
+        assert clone.has_unit(1)
+        assert not clone.has_unit(2)
+    with reopen(vol_dir, source=source) as clone:
+        assert clone.read(0, 6 * U) == expected
+
+
+def test_write_unit_if_absent_never_overwrites_the_volume(
+    source: SnapshotReader, make_store: Callable[..., VolumeStore], vol_dir: Path
+) -> None:
+    make_store(4 * U).close()
+    with reopen(vol_dir, source=source) as clone:
+        clone.write(2 * U + 1, b"user")
+        for unit, _seq in source.units():
+            clone.write_unit_if_absent(unit, source.read_unit(unit))
+        assert not clone.write_unit_if_absent(2, bytes(U))
+        assert not clone.write_unit_if_absent(0, bytes(U))
+        with pytest.raises(ValueError, match="unit"):
+            clone.write_unit_if_absent(3, b"short")
+        with pytest.raises(InvalidArgument):
+            clone.write_unit_if_absent(4, bytes(U))
+        clone.flush()
+        assert clone.allocated_units() == [0, 1, 2, 3]
+    expected = bytearray(pattern(4 * U, 42))
+    expected[2 * U + 1 : 2 * U + 5] = b"user"
+    with reopen(vol_dir) as hydrated:  # fully hydrated: no source needed any more
+        assert hydrated.read(0, 4 * U) == expected
+
+
+def test_hydration_races_user_writes(
+    source: SnapshotReader, make_store: Callable[..., VolumeStore], vol_dir: Path
+) -> None:
+    make_store(4 * U).close()
+    with reopen(vol_dir, source=source) as clone:
+
+        def hydrate() -> None:
+            for _ in range(20):
+                for unit, _seq in source.units():
+                    clone.write_unit_if_absent(unit, source.read_unit(unit))
+
+        thread = threading.Thread(target=hydrate)
+        thread.start()
+        for unit in range(4):
+            clone.write(unit * U + 10, b"user wins")
+        thread.join()
+        for unit in range(4):
+            assert clone.read(unit * U + 10, 9) == b"user wins"
+            assert clone.read(unit * U, 10) == pattern(4 * U, 42)[unit * U : unit * U + 10]
+
+
+# ------------------------------------------------------------------------------------------------------ lifecycle
+
+
+def test_open_checks_identity_key_and_version(make_store: Callable[..., VolumeStore], vol_dir: Path) -> None:
+    make_store().close()
+    with pytest.raises(DecryptionFailed):
+        VolumeStore.open(vol_dir, volume_id=VOLUME, dek=OTHER_DEK)
+    with pytest.raises(IntegrityError):
+        VolumeStore.open(vol_dir, volume_id="someone-else", dek=DEK)
+    with pytest.raises(ValueError, match="32 bytes"):
+        VolumeStore.open(vol_dir, volume_id=VOLUME, dek=b"short")
+    with sqlite3.connect(vol_dir / fmt.MAP_FILE) as conn:
+        conn.execute("UPDATE meta SET value = 2 WHERE key = 'format_version'")
+    conn.close()
+    with pytest.raises(IntegrityError, match="unsupported volume format version 2"):
+        reopen(vol_dir)
+
+
+def test_open_missing_and_create_existing(make_store: Callable[..., VolumeStore], vol_dir: Path) -> None:
+    with pytest.raises(NotFound):
+        reopen(vol_dir)
+    store = make_store()
+    with pytest.raises(Conflict):
+        VolumeStore.create(vol_dir, volume_id=VOLUME, size_bytes=U, dek=DEK)
+    with pytest.raises(Conflict):
+        reopen(vol_dir)  # one open store per volume
+    with pytest.raises(InvalidArgument):
+        VolumeStore.create(vol_dir.parent / "neg", volume_id=VOLUME, size_bytes=-1, dek=DEK)
+    store.close()
+
+
+def test_destroy_removes_the_volume(make_store: Callable[..., VolumeStore], vol_dir: Path) -> None:
+    store = make_store()
+    store.write(0, b"x")
+    with pytest.raises(Conflict):
+        destroy(vol_dir)
+    store.close()
+    destroy(vol_dir)
+    assert not vol_dir.exists()
+    destroy(vol_dir)
+
+
+# ------------------------------------------------------------------------------------------------------ tampering
+
+KNOWN = (b"BLOCKVAULT-KNOWN-PLAINTEXT-PATTERN-" * 4000)[: 3 * U]
+
+
+@pytest.fixture
+def tamper_store(make_store: Callable[..., VolumeStore]) -> VolumeStore:
+    store = make_store(4 * U)
+    store.write(0, KNOWN)
+    store.snapshot("s")
+    store.write(100, KNOWN[: U // 2])  # an overwrite too: old and new versions on disk
+    store.flush()
+    return store
+
+
+def test_plaintext_never_reaches_disk(tamper_store: VolumeStore, vol_dir: Path) -> None:
+    tamper_store.close()
+    windows = [KNOWN[:64], KNOWN[1000:1016], KNOWN[U + 5 : U + 21]]
+    files = [path for path in vol_dir.rglob("*") if path.is_file()]
+    assert {path.name for path in files} >= {fmt.DATA_FILE, fmt.MAP_FILE}
+    for path in files:
+        content = path.read_bytes()
+        for window in windows:
+            assert window not in content, path
+
+
+def test_flipped_bit_is_an_integrity_error(tamper_store: VolumeStore, vol_dir: Path) -> None:
+    slot = slot_of(vol_dir, 1)
+    with open(vol_dir / fmt.DATA_FILE, "r+b") as data:
+        data.seek(slot * U + 777)
+        byte = data.read(1)[0]
+        data.seek(slot * U + 777)
+        data.write(bytes([byte ^ 0x10]))
+    with pytest.raises(IntegrityError):
+        tamper_store.read(U, 1)
+    assert tamper_store.read(0, U) == KNOWN[:100] + KNOWN[: U // 2] + KNOWN[100 + U // 2 : U]
+    with pytest.raises(IntegrityError):
+        tamper_store.write(U + 1, b"partial writes must not launder it")
+    tamper_store.write(U, bytes(U))  # a whole-unit overwrite repairs it
+    assert tamper_store.read(U, U) == bytes(U)
+
+
+def test_swapped_slots_are_an_integrity_error(tamper_store: VolumeStore, vol_dir: Path) -> None:
+    a, b = slot_of(vol_dir, 1), slot_of(vol_dir, 2)
+    with open(vol_dir / fmt.DATA_FILE, "r+b") as data:
+        data.seek(a * U)
+        first = data.read(U)
+        data.seek(b * U)
+        second = data.read(U)
+        data.seek(a * U)
+        data.write(second)
+        data.seek(b * U)
+        data.write(first)
+    for unit in (1, 2):
+        with pytest.raises(IntegrityError):
+            tamper_store.read(unit * U, 1)
+
+
+def test_slot_from_another_volume_is_an_integrity_error(
+    tamper_store: VolumeStore, vol_dir: Path, tmp_path: Path
+) -> None:
+    other_dir = tmp_path / "other"
+    with VolumeStore.create(other_dir, volume_id="other", size_bytes=4 * U, dek=OTHER_DEK) as other:
+        other.write(0, KNOWN)
+    slot = slot_of(vol_dir, 2)
+    foreign = (other_dir / fmt.DATA_FILE).read_bytes()[2 * U : 3 * U]
+    with open(vol_dir / fmt.DATA_FILE, "r+b") as data:
+        data.seek(slot * U)
+        data.write(foreign)
+    with pytest.raises(IntegrityError):
+        tamper_store.read(2 * U, U)
+
+
+def test_moved_or_renumbered_map_rows_are_an_integrity_error(tamper_store: VolumeStore, vol_dir: Path) -> None:
+    tamper_store.close()
+    with sqlite3.connect(vol_dir / fmt.MAP_FILE) as conn:
+        conn.execute("UPDATE map SET unit = 3 WHERE unit = 2")  # moved to another unit
+        conn.execute("UPDATE map SET seq = seq - 1 WHERE unit = 1")  # hide a change from an incremental backup
+    conn.close()
+    with reopen(vol_dir) as store:
+        for unit in (1, 3):
+            with pytest.raises(IntegrityError):
+                store.read(unit * U, 1)
+
+
+def test_replayed_old_slot_content_is_an_integrity_error(tamper_store: VolumeStore, vol_dir: Path) -> None:
+    with sqlite3.connect(vol_dir / fmt.MAP_FILE) as conn:
+        old_slot = conn.execute("SELECT slot FROM snap_map WHERE unit = 0").fetchone()[0]
+    conn.close()
+    new_slot = slot_of(vol_dir, 0)
+    assert old_slot != new_slot
+    with open(vol_dir / fmt.DATA_FILE, "r+b") as data:
+        data.seek(old_slot * U)
+        old = data.read(U)
+        data.seek(new_slot * U)
+        data.write(old)
+    with pytest.raises(IntegrityError):
+        tamper_store.read(0, 1)
+
+
+def test_truncated_data_file_is_an_integrity_error(tamper_store: VolumeStore, vol_dir: Path) -> None:
+    os.truncate(vol_dir / fmt.DATA_FILE, U + 10)
+    with pytest.raises(IntegrityError):
+        tamper_store.read(0, 4 * U)
+
+
+def test_clone_must_be_at_least_as_large_as_its_source(
+    source: SnapshotReader, make_store: Callable[..., VolumeStore], vol_dir: Path
+) -> None:
+    make_store(4 * U - 1).close()
+    with pytest.raises(InvalidArgument):
+        reopen(vol_dir, source=source)
+
+
+def test_nonce_usage_bound_is_enforced(make_store: Callable[..., VolumeStore], vol_dir: Path) -> None:
+    make_store(4 * U).close()
+    with sqlite3.connect(vol_dir / fmt.MAP_FILE) as conn:
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'seq'", (fmt.MAX_UNIT_WRITES_PER_DEK - 1,))
+    conn.close()
+    with reopen(vol_dir) as store:
+        with pytest.raises(Conflict, match="2\\^32"):
+            store.write(U - 1, b"xy")  # two units: one over the bound, and nothing is written
+        assert store.allocated_units() == []
+        store.write(0, b"last")
+        assert store.seq == fmt.MAX_UNIT_WRITES_PER_DEK
+        with pytest.raises(Conflict):
+            store.write(0, b"one more")
+        assert store.read(0, 4) == b"last"
+
+
+def test_recreate_after_destroy_starts_empty(vol_dir: Path) -> None:
+    with VolumeStore.create(vol_dir, volume_id=VOLUME, size_bytes=2 * U, dek=DEK) as store:
+        store.write(0, b"old volume")
+        store.snapshot("s")
+    destroy(vol_dir)
+    with VolumeStore.create(vol_dir, volume_id=VOLUME, size_bytes=2 * U, dek=OTHER_DEK) as store:
+        assert store.read(0, 10) == bytes(10)
+        assert store.snapshots() == []
+        assert store.seq == 0
+
+
+def test_snapshot_reader_checks_its_arguments(make_store: Callable[..., VolumeStore], vol_dir: Path) -> None:
+    store = make_store(U + 5)
+    store.write(0, b"x")
+    store.snapshot("s")
+    with pytest.raises(DecryptionFailed):
+        store.open_snapshot("s", dek=OTHER_DEK)
+    with pytest.raises(NotFound):
+        SnapshotReader.open(vol_dir.parent / "nothing", name="s", volume_id=VOLUME, dek=DEK)
+    with store.open_snapshot("s") as reader:
+        with pytest.raises(InvalidArgument):
+            reader.read_unit(2)
+        with pytest.raises(InvalidArgument):
+            reader.read(U, 6)
+        assert reader.read_unit(1) == bytes(U)
+        assert reader.name == "s"
+        assert reader.volume_id == VOLUME
