@@ -99,6 +99,7 @@ keys = Table(
     Column("current_version_id", String, nullable=False),
     Column("time_created", String, nullable=False),
     Column("time_of_deletion", String, nullable=True),
+    Column("scheduled_with_vault", Boolean, nullable=False, default=False),
     Column("freeform_tags", Text, nullable=False, default="{}"),
     Column("defined_tags", Text, nullable=False, default="{}"),
 )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from blockvault.errors import Conflict, IncorrectState, InvalidArgument
+from blockvault.errors import Conflict, InvalidArgument
 
 ENABLED, DISABLED, PENDING_DELETION, DELETED = "ENABLED", "DISABLED", "PENDING_DELETION", "DELETED"
 ACTIVE = "ACTIVE"
@@ -75,7 +75,7 @@ def vault_transition(ident: str, state: str, action: str) -> Transition:
         return Transition(ACTIVE, "CANCELLING_DELETION")
     if action == "update":
         if state != ACTIVE:
-            raise IncorrectState(kind="vault", ident=ident, state=state, allowed=[ACTIVE])
+            raise Conflict(kind="vault", ident=ident, reason=f"it is {state}; updates need ACTIVE")
         return Transition(ACTIVE, ACTIVE)
     raise ValueError(action)
 

@@ -38,6 +38,7 @@ class Key:
     curve_id: str | None = None
     prev_state: str | None = None
     time_of_deletion: datetime | None = None
+    scheduled_with_vault: bool = False  # R2.14: cancelling the vault's deletion restores only these keys
     freeform_tags: dict[str, str] = field(default_factory=dict)
     defined_tags: dict[str, dict[str, Any]] = field(default_factory=dict)
 

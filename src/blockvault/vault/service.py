@@ -167,7 +167,13 @@ class VaultService:
             for key in keys:
                 if key.state in (lifecycle.ENABLED, lifecycle.DISABLED):
                     self.keys.save(
-                        replace(key, state=lifecycle.PENDING_DELETION, prev_state=key.state, time_of_deletion=at),
+                        replace(
+                            key,
+                            state=lifecycle.PENDING_DELETION,
+                            prev_state=key.state,
+                            time_of_deletion=at,
+                            scheduled_with_vault=True,
+                        ),
                         conn,
                         expect={"state": key.state},
                     )
@@ -186,10 +192,10 @@ class VaultService:
         restored: list[tuple[str, str]] = []
         with self._engine.begin() as conn:
             for key in self.keys.find(tables.keys.c.vault_id == vault_id, conn=conn):
-                if key.state == lifecycle.PENDING_DELETION and key.time_of_deletion == vault.time_of_deletion:
+                if key.state == lifecycle.PENDING_DELETION and key.scheduled_with_vault:
                     back = key.prev_state or lifecycle.ENABLED
                     self.keys.save(
-                        replace(key, state=back, prev_state=None, time_of_deletion=None),
+                        replace(key, state=back, prev_state=None, time_of_deletion=None, scheduled_with_vault=False),
                         conn,
                         expect={"state": key.state},
                     )
@@ -408,7 +414,10 @@ class VaultService:
     ) -> tuple[bytes, str]:
         self._crypto_key(key_id, vault_id)
         self._check_ad(associated_data)
-        parsed = ciphertext.unpack(data)
+        try:
+            parsed = ciphertext.unpack(data)
+        except DecryptionFailed as exc:
+            raise InvalidArgument(field="ciphertext", reason="is not a ciphertext of this Vault") from exc
         version = self.versions.get(parsed.key_version_id)
         if version is None or version.key_id != key_id:
             raise InvalidArgument(field="ciphertext", reason="the ciphertext was not made with this key")
@@ -446,7 +455,8 @@ class VaultService:
         parsed = ids.parse(key_id, field=field)
         if parsed.resource_type != "key":
             raise InvalidArgument(field=field, reason=f"{key_id!r} is not the OCID of a Vault key")
-        if parsed.region and parsed.region != self.region_key and parsed.region != self.region:
+        region_part = parsed.region.split("-ad-")[0]  # R8.4: AD-style region parts (iad-ad-1) occur
+        if region_part and region_part not in (self.region_key, self.region):
             raise InvalidArgument(
                 field=field,
                 reason=f"the key is not in region {self.region}: a key must be in a vault of the resource's region",
