@@ -690,6 +690,11 @@ class BlockStorageService:
             raise IncorrectState(
                 kind=f"{kind} backup", ident=backup_id, state=backup.state, allowed=[AVAILABLE, FAULTY]
             )
+        if self.backups.find(tables.backups.c.volume_id == backup.volume_id, tables.backups.c.state == CREATING):
+            # A backup in progress may be building on this one's chunks (L1 in backup-format.md).
+            raise IncorrectState(
+                kind=f"{kind} backup", ident=backup_id, state="BACKUP_IN_PROGRESS", allowed=[AVAILABLE, FAULTY]
+            )
         restoring = self.volumes.find(tables.volumes.c.source_id == backup_id, tables.volumes.c.state == PROVISIONING)
         if restoring:
             raise IncorrectState(
@@ -818,28 +823,35 @@ class BlockStorageService:
         own = self._backup_deks(backup)[backup.id]
         own_dek = self.vault.unwrap(own, backup.dek_context(backup.id))
         vol_dek = self.vault.unwrap(volume.wrapped, volume.dek_context())
-        parent: Backup | None = None
-        parent_manifest: Any = None
-        inherited: dict[str, bytes] = {}
-        if backup.type == "INCREMENTAL":
-            parent, parent_manifest, inherited = self._parent_for(backup)
-        reader = SnapshotReader.open(
-            self.volume_dir(volume), name=backup.snapshot_name, volume_id=volume.id, dek=vol_dek
-        )
-        try:
-            result = backup_engine.write_backup(
-                self.objects,
-                reader,
-                backup_id=backup.id,
-                volume_id=volume.id,
-                dek=own_dek,
-                kind="INCREMENTAL" if parent_manifest is not None else "FULL",
-                parent=parent_manifest,
-                progress=lambda done, total: progress(100.0 * done / max(total, 1)),
+        manifest_name = f"manifests/{backup.id}"
+        if self.objects.exists(manifest_name):
+            # A crash after the manifest (the commit point) but before the metadata update: finish from it.
+            manifest = backup_engine.read_manifest(self.objects, backup.id, own_dek)
+            parent = self.backups.get(manifest.parent_backup_id) if manifest.parent_backup_id else None
+            inherited = self._unwrap_backup_deks(parent) if parent is not None else {}
+            stored = sum(e.stored_length for e in manifest.entries if e.dek_id == backup.id)
+        else:
+            parent, parent_manifest, inherited = (
+                self._parent_for(backup) if backup.type == "INCREMENTAL" else (None, None, {})
             )
-        finally:
-            reader.close()
-        needed = backup_engine.dek_ids(result.manifest) - {backup.id}
+            reader = SnapshotReader.open(
+                self.volume_dir(volume), name=backup.snapshot_name, volume_id=volume.id, dek=vol_dek
+            )
+            try:
+                result = backup_engine.write_backup(
+                    self.objects,
+                    reader,
+                    backup_id=backup.id,
+                    volume_id=volume.id,
+                    dek=own_dek,
+                    kind="INCREMENTAL" if parent_manifest is not None else "FULL",
+                    parent=parent_manifest,
+                    progress=lambda done, total: progress(100.0 * done / max(total, 1)),
+                )
+            finally:
+                reader.close()
+            manifest, stored = result.manifest, result.bytes_stored
+        needed = backup_engine.dek_ids(manifest) - {backup.id}
         # The child holds its own wrapped copy of every DEK its chunks need, so it stays readable (and re-keyable)
         # whatever happens to its parents and their keys.
         copies = {
@@ -853,9 +865,9 @@ class BlockStorageService:
                 replace(
                     backup,
                     state=AVAILABLE,
-                    unique_size_bytes=result.bytes_stored,
-                    type="INCREMENTAL" if parent_manifest is not None else "FULL",
-                    parent_id=parent.id if parent is not None else None,
+                    unique_size_bytes=stored,
+                    type=manifest.kind,
+                    parent_id=manifest.parent_backup_id,
                     snapshot_name=None,
                 ),
                 conn,
