@@ -452,8 +452,7 @@ class BlockStorageService:
         volume = self.get_volume(kind, volume_id)
         if details.get("blockVolumeReplicas") or details.get("bootVolumeReplicas"):
             raise NotImplementedYet(feature="Volume replication (blockVolumeReplicas)")
-        if volume.state != AVAILABLE:
-            raise Conflict(kind=kind, ident=volume_id, reason=f"it is {volume.state}; updates need AVAILABLE")
+        self._require_available(volume)
         updated = replace(
             volume,
             display_name=details.get("displayName") or volume.display_name,
@@ -499,6 +498,14 @@ class BlockStorageService:
         self.runner.wake()
         return updated, job.id
 
+    @staticmethod
+    def _require_available(volume: Volume) -> None:
+        """PROVISIONING passes by itself (409 IncorrectState, retried); other states do not (409 Conflict)."""
+        if volume.state == PROVISIONING:
+            raise IncorrectState(kind=volume.kind, ident=volume.id, state=volume.state, allowed=[AVAILABLE])
+        if volume.state != AVAILABLE:
+            raise Conflict(kind=volume.kind, ident=volume.id, reason=f"it is {volume.state}; this needs AVAILABLE")
+
     # --- data -------------------------------------------------------------------------------------------------
 
     def _data_volume(self, kind: str, volume_id: str) -> Volume:
@@ -539,8 +546,7 @@ class BlockStorageService:
     def update_volume_key(self, kind: str, volume_id: str, key_id: str | None) -> Volume:
         """PUT/DELETE .../kmsKey: one atomic re-wrap of the DEK; data untouched (R1.9, D9). None: provider key."""
         volume = self.get_volume(kind, volume_id)
-        if volume.state != AVAILABLE:
-            raise Conflict(kind=kind, ident=volume_id, reason=f"it is {volume.state}; a key change needs AVAILABLE")
+        self._require_available(volume)
         if key_id is not None:
             self.vault.resolve_key(key_id)
         new = self.vault.rewrap(volume.wrapped, volume.dek_context(), key_id)
