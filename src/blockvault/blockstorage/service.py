@@ -107,6 +107,8 @@ class BlockStorageService:
         self.backups = TableRepo(engine, tables.backups, Backup)
         self._leases: dict[str, _Lease] = {}
         self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._opening: dict[str, threading.Lock] = {}
         vault.subscribe(self._on_key_change)
         for op, handler, on_fail in (
             ("CreateVolume", self._job_create, self._fail_volume),
@@ -189,12 +191,13 @@ class BlockStorageService:
 
     def _on_key_change(self, key_id: str, state: str) -> None:
         """D1: drop plaintext DEKs at once; D2: a destroyed key leaves what only it protected FAULTY."""
-        with self._lock:
+        with self._cond:
             for volume_id, lease in list(self._leases.items()):
                 lease.stale = True
                 if lease.users == 0:
                     self._close(lease)
                     del self._leases[volume_id]
+            self._cond.notify_all()
         if state == DELETED:
             reason = f"key {key_id} was deleted; the data it protected is unrecoverable"
             with self._engine.begin() as conn:
@@ -227,40 +230,54 @@ class BlockStorageService:
 
     @contextmanager
     def _using(self, volume: Volume) -> Iterator[VolumeStore]:
+        """Lease the volume's open store. One store per volume at a time (the store holds an exclusive lock), so
+        opens of one volume are serialized, and a lease made stale by a key change is closed before a new one opens.
+        Leases must not nest for one volume in one thread."""
         # Ask the key's state on every use: a cached store must not outlive its key's ENABLED state.
         self.vault.require_usable(volume.kms_key_id)
-        with self._lock:
-            lease = self._leases.get(volume.id)
-            if lease is None or lease.stale:
-                lease = None
-        if lease is None:
-            fresh = self._open(volume)
-            with self._lock:
-                lease = self._leases.get(volume.id)
-                if lease is None or lease.stale:
-                    lease = fresh
-                    self._leases[volume.id] = lease
-                else:
-                    self._close(fresh)
-        with self._lock:
-            lease.users += 1
+        lease = self._acquire(volume)
         try:
             yield lease.store
         finally:
-            with self._lock:
-                lease.users -= 1
-                if lease.users == 0 and (lease.stale or self._leases.get(volume.id) is not lease):
-                    self._close(lease)
-                    if self._leases.get(volume.id) is lease:
-                        del self._leases[volume.id]
+            self._release(volume.id, lease)
+
+    def _acquire(self, volume: Volume) -> _Lease:
+        with self._lock:
+            opening = self._opening.setdefault(volume.id, threading.Lock())
+        with opening:
+            with self._cond:
+                while True:
+                    lease = self._leases.get(volume.id)
+                    if lease is None:
+                        break
+                    if not lease.stale:
+                        lease.users += 1
+                        return lease
+                    self._cond.wait(timeout=1.0)  # a stale lease closes when its last user leaves
+            fresh = self._open(volume)  # slow: outside the global lock, inside this volume's opening lock
+            with self._cond:
+                fresh.users = 1
+                self._leases[volume.id] = fresh
+                return fresh
+
+    def _release(self, volume_id: str, lease: _Lease) -> None:
+        with self._cond:
+            lease.users -= 1
+            if lease.users == 0 and lease.stale:
+                self._close(lease)
+                if self._leases.get(volume_id) is lease:
+                    del self._leases[volume_id]
+                self._cond.notify_all()
 
     def _forget(self, volume_id: str) -> None:
-        with self._lock:
-            lease = self._leases.pop(volume_id, None)
+        with self._cond:
+            lease = self._leases.get(volume_id)
             if lease is not None:
                 lease.stale = True
                 if lease.users == 0:
                     self._close(lease)
+                    del self._leases[volume_id]
+                    self._cond.notify_all()
 
     def close(self) -> None:
         with self._lock:
@@ -516,8 +533,7 @@ class BlockStorageService:
                 if volume.kms_key_id
                 else Conflict(kind=kind, ident=volume_id, reason=volume.faulty_reason or "it is FAULTY")
             )
-        if volume.state != AVAILABLE:
-            raise IncorrectState(kind=kind, ident=volume_id, state=volume.state, allowed=[AVAILABLE])
+        self._require_available(volume)
         return volume
 
     def read(self, kind: str, volume_id: str, offset: int, length: int) -> bytes:
