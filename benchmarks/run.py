@@ -39,8 +39,12 @@ def _volume(server: Server, key_id: str | None, size_gb: int = 50) -> str:
     region = server.regions["us-ashburn-1"]
     volume, _ = region.blockstorage.create_volume(
         "volume",
-        {"compartmentId": server.bootstrap.tenancy_id, "availabilityDomain": region.region.availability_domains[0],
-         "sizeInGBs": size_gb, **({"kmsKeyId": key_id} if key_id else {})},
+        {
+            "compartmentId": server.bootstrap.tenancy_id,
+            "availabilityDomain": region.region.availability_domains[0],
+            "sizeInGBs": size_gb,
+            **({"kmsKeyId": key_id} if key_id else {}),
+        },
     )
     region.runner.wait_idle()
     return volume.id
@@ -58,11 +62,21 @@ def _fill(server: Server, volume_id: str, nbytes: int, chunk: int = 16 * MIB) ->
 def _keys(server: Server) -> tuple[str, str]:
     vault_svc = server.regions["us-ashburn-1"].vault
     tenancy = server.bootstrap.tenancy_id
-    vault = vault_svc.create_vault(compartment_id=tenancy, display_name="bench", vault_type="DEFAULT",
-                                   freeform_tags={}, defined_tags={})
+    vault = vault_svc.create_vault(
+        compartment_id=tenancy, display_name="bench", vault_type="DEFAULT", freeform_tags={}, defined_tags={}
+    )
     keys = [
-        vault_svc.create_key(vault.id, compartment_id=tenancy, display_name=f"k{i}", algorithm="AES", length=32,
-                             curve_id=None, protection_mode="SOFTWARE", freeform_tags={}, defined_tags={})
+        vault_svc.create_key(
+            vault.id,
+            compartment_id=tenancy,
+            display_name=f"k{i}",
+            algorithm="AES",
+            length=32,
+            curve_id=None,
+            protection_mode="SOFTWARE",
+            freeform_tags={},
+            defined_tags={},
+        )
         for i in range(2)
     ]
     return keys[0].id, keys[1].id
@@ -81,16 +95,23 @@ def key_change(server: Server, big_gib: int) -> None:
             svc.update_volume_key("volume", volume_id, k2 if i % 2 == 0 else k1)
             times.append(time.perf_counter() - started)
         results[label] = statistics.median(times)
-        print(f"  key change, volume holding {label:>7}: median {results[label] * 1000:7.2f} ms over 7 "
-              f"(filled at {nbytes / fill_s / 1e6:6.0f} MB/s)")
+        print(
+            f"  key change, volume holding {label:>7}: median {results[label] * 1000:7.2f} ms over 7 "
+            f"(filled at {nbytes / fill_s / 1e6:6.0f} MB/s)"
+        )
     small, big = results["10 MiB"], results[f"{big_gib} GiB"]
     print(f"  ratio {big_gib} GiB / 10 MiB: {big / small:.2f}  (goal <= 1.2)")
 
 
 def openssl_gcm() -> str:
     try:
-        out = subprocess.run(["openssl", "speed", "-evp", "aes-256-gcm", "-seconds", "2", "-bytes", "65536"],
-                             capture_output=True, text=True, check=True, timeout=60).stdout
+        out = subprocess.run(
+            ["openssl", "speed", "-evp", "aes-256-gcm", "-seconds", "2", "-bytes", "65536"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
     except (OSError, subprocess.SubprocessError) as exc:
         return f"openssl speed unavailable: {exc}"
     line = [x for x in out.splitlines() if x.lower().startswith("aes-256-gcm")]
@@ -103,8 +124,12 @@ def openssl_gcm() -> str:
 
 def store_throughput(store_mib: int) -> None:
     here = Path(__file__).parent
-    proc = subprocess.run([sys.executable, str(here / "store_bench.py"), "--size-mib", str(store_mib)],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(here / "store_bench.py"), "--size-mib", str(store_mib)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     for line in proc.stdout.splitlines():
         print("  " + line)
     if proc.returncode:
@@ -134,10 +159,14 @@ def backups(server: Server, mib: int) -> None:
     for index in rng.sample(range(units), changed):
         svc.write("volume", volume_id, index * 65536, os.urandom(65536))
     incr_s, incr_bytes = backup("INCREMENTAL")
-    print(f"  full backup of {mib} MiB: {full_s:6.2f} s, {mib * MIB / full_s / 1e6:6.0f} MB/s, "
-          f"stored {full_bytes / MIB:.0f} MiB")
-    print(f"  incremental after 1 % changed ({changed} scattered 64 KiB units): {incr_s:6.3f} s, "
-          f"stored {incr_bytes / MIB:.1f} MiB")
+    print(
+        f"  full backup of {mib} MiB: {full_s:6.2f} s, {mib * MIB / full_s / 1e6:6.0f} MB/s, "
+        f"stored {full_bytes / MIB:.0f} MiB"
+    )
+    print(
+        f"  incremental after 1 % changed ({changed} scattered 64 KiB units): {incr_s:6.3f} s, "
+        f"stored {incr_bytes / MIB:.1f} MiB"
+    )
     print(f"  ratio incremental / full: {incr_s / full_s:.3f}  (goal <= 0.05)")
 
 

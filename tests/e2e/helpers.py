@@ -36,8 +36,6 @@ CHUNK = 8 * MIB  # bytes per data request (the server takes at most 64 MiB)
 T = TypeVar("T")
 
 
-
-
 def e2e_conftest() -> ModuleType:
     """tests/e2e/conftest.py as a module of its own (start_server/stop_server for tests that need their own
     server), loaded by path: two conftest.py files in this tree share the module name `conftest`."""
@@ -89,25 +87,34 @@ class Sdk:
 
     def new_compartment(self, name: str) -> str:
         details = oci.identity.models.CreateCompartmentDetails(
-            compartment_id=self.server.tenancy, name=f"{name}-{uuid.uuid4().hex[:8]}", description=name)
+            compartment_id=self.server.tenancy, name=f"{name}-{uuid.uuid4().hex[:8]}", description=name
+        )
         return str(self.identity.create_compartment(details).data.id)
 
     def new_vault(self, compartment_id: str, name: str = "vault") -> Any:
         details = oci.key_management.models.CreateVaultDetails(
-            compartment_id=compartment_id, display_name=name, vault_type="DEFAULT")
+            compartment_id=compartment_id, display_name=name, vault_type="DEFAULT"
+        )
         vault = self.kv.create_vault(details).data
-        return wait_for(lambda: self.kv.get_vault(vault.id).data, lambda v: v.lifecycle_state == "ACTIVE",
-                        what=f"vault {vault.id} ACTIVE")
+        return wait_for(
+            lambda: self.kv.get_vault(vault.id).data,
+            lambda v: v.lifecycle_state == "ACTIVE",
+            what=f"vault {vault.id} ACTIVE",
+        )
 
-    def new_key(self, vault: Any, compartment_id: str, name: str = "key", algorithm: str = "AES",
-                length: int = 32) -> Any:
+    def new_key(
+        self, vault: Any, compartment_id: str, name: str = "key", algorithm: str = "AES", length: int = 32
+    ) -> Any:
         mgmt = self.mgmt(vault)
         details = oci.key_management.models.CreateKeyDetails(
-            compartment_id=compartment_id, display_name=name,
-            key_shape=oci.key_management.models.KeyShape(algorithm=algorithm, length=length))
+            compartment_id=compartment_id,
+            display_name=name,
+            key_shape=oci.key_management.models.KeyShape(algorithm=algorithm, length=length),
+        )
         key = mgmt.create_key(details).data
-        return wait_for(lambda: mgmt.get_key(key.id).data, lambda k: k.lifecycle_state == "ENABLED",
-                        what=f"key {key.id} ENABLED")
+        return wait_for(
+            lambda: mgmt.get_key(key.id).data, lambda k: k.lifecycle_state == "ENABLED", what=f"key {key.id} ENABLED"
+        )
 
     def key_state(self, vault: Any, key_id: str) -> str:
         return str(self.mgmt(vault).get_key(key_id).data.lifecycle_state)
@@ -115,46 +122,84 @@ class Sdk:
     def disable_key(self, vault: Any, key_id: str) -> None:
         mgmt = self.mgmt(vault)
         mgmt.disable_key(key_id)
-        wait_for(lambda: mgmt.get_key(key_id).data, lambda k: k.lifecycle_state == "DISABLED",
-                 what=f"key {key_id} DISABLED")
+        wait_for(
+            lambda: mgmt.get_key(key_id).data, lambda k: k.lifecycle_state == "DISABLED", what=f"key {key_id} DISABLED"
+        )
 
     def enable_key(self, vault: Any, key_id: str) -> None:
         mgmt = self.mgmt(vault)
         mgmt.enable_key(key_id)
-        wait_for(lambda: mgmt.get_key(key_id).data, lambda k: k.lifecycle_state == "ENABLED",
-                 what=f"key {key_id} ENABLED")
+        wait_for(
+            lambda: mgmt.get_key(key_id).data, lambda k: k.lifecycle_state == "ENABLED", what=f"key {key_id} ENABLED"
+        )
 
     # --- volumes and backups
 
-    def create_volume(self, compartment_id: str, *, name: str = "vol", size_gb: int | None = 50,
-                      kms_key_id: str | None = None, source: Any = None, ad: str | None = None,
-                      wait: bool = True, **kwargs: Any) -> Any:
+    def create_volume(
+        self,
+        compartment_id: str,
+        *,
+        name: str = "vol",
+        size_gb: int | None = 50,
+        kms_key_id: str | None = None,
+        source: Any = None,
+        ad: str | None = None,
+        wait: bool = True,
+        **kwargs: Any,
+    ) -> Any:
         details = oci.core.models.CreateVolumeDetails(
-            compartment_id=compartment_id, availability_domain=ad if ad is not None else self.ad(1),
-            display_name=name, size_in_gbs=size_gb, kms_key_id=kms_key_id, source_details=source)
+            compartment_id=compartment_id,
+            availability_domain=ad if ad is not None else self.ad(1),
+            display_name=name,
+            size_in_gbs=size_gb,
+            kms_key_id=kms_key_id,
+            source_details=source,
+        )
         volume = self.bs.create_volume(details, **kwargs).data
         return self.wait_volume(volume.id) if wait else volume
 
-    def clone(self, compartment_id: str, source_id: str, *, kms_key_id: str | None = None, name: str = "clone",
-              wait: bool = True) -> Any:
+    def clone(
+        self,
+        compartment_id: str,
+        source_id: str,
+        *,
+        kms_key_id: str | None = None,
+        name: str = "clone",
+        wait: bool = True,
+    ) -> Any:
         src = oci.core.models.VolumeSourceFromVolumeDetails(id=source_id)
-        return self.create_volume(compartment_id, name=name, kms_key_id=kms_key_id, source=src, size_gb=None,
-                                  wait=wait)
+        return self.create_volume(compartment_id, name=name, kms_key_id=kms_key_id, source=src, size_gb=None, wait=wait)
 
-    def restore(self, compartment_id: str, backup_id: str, *, kms_key_id: str | None = None,
-                size_gb: int | None = None, name: str = "restored", wait: bool = True) -> Any:
+    def restore(
+        self,
+        compartment_id: str,
+        backup_id: str,
+        *,
+        kms_key_id: str | None = None,
+        size_gb: int | None = None,
+        name: str = "restored",
+        wait: bool = True,
+    ) -> Any:
         src = oci.core.models.VolumeSourceFromVolumeBackupDetails(id=backup_id)
-        return self.create_volume(compartment_id, name=name, kms_key_id=kms_key_id, source=src, size_gb=size_gb,
-                                  wait=wait)
+        return self.create_volume(
+            compartment_id, name=name, kms_key_id=kms_key_id, source=src, size_gb=size_gb, wait=wait
+        )
 
     def wait_volume(self, volume_id: str, state: str = "AVAILABLE", timeout: float = 120) -> Any:
-        return wait_for(lambda: self.bs.get_volume(volume_id).data, lambda v: v.lifecycle_state in (state, "FAULTY"),
-                        timeout=timeout, what=f"volume {volume_id} {state}")
+        return wait_for(
+            lambda: self.bs.get_volume(volume_id).data,
+            lambda v: v.lifecycle_state in (state, "FAULTY"),
+            timeout=timeout,
+            what=f"volume {volume_id} {state}",
+        )
 
     def wait_hydrated(self, volume_id: str, timeout: float = 120) -> Any:
-        return wait_for(lambda: self.bs.get_volume(volume_id).data,
-                        lambda v: bool(v.is_hydrated) or v.lifecycle_state == "FAULTY",
-                        timeout=timeout, what=f"volume {volume_id} hydrated")
+        return wait_for(
+            lambda: self.bs.get_volume(volume_id).data,
+            lambda v: bool(v.is_hydrated) or v.lifecycle_state == "FAULTY",
+            timeout=timeout,
+            what=f"volume {volume_id} hydrated",
+        )
 
     def backup(self, volume_id: str, type_: str = "FULL", *, name: str = "backup", wait: bool = True) -> Any:
         details = oci.core.models.CreateVolumeBackupDetails(volume_id=volume_id, type=type_, display_name=name)
@@ -162,9 +207,12 @@ class Sdk:
         return self.wait_backup(backup.id) if wait else backup
 
     def wait_backup(self, backup_id: str, state: str = "AVAILABLE", timeout: float = 120) -> Any:
-        return wait_for(lambda: self.bs.get_volume_backup(backup_id).data,
-                        lambda b: b.lifecycle_state in (state, "FAULTY"),
-                        timeout=timeout, what=f"backup {backup_id} {state}")
+        return wait_for(
+            lambda: self.bs.get_volume_backup(backup_id).data,
+            lambda b: b.lifecycle_state in (state, "FAULTY"),
+            timeout=timeout,
+            what=f"backup {backup_id} {state}",
+        )
 
     def delete_volume(self, volume_id: str) -> None:
         self.bs.delete_volume(volume_id)
@@ -176,15 +224,22 @@ class Sdk:
 
     def backup_ids(self, compartment_id: str) -> set[str]:
         items = oci.pagination.list_call_get_all_results(
-            self.bs.list_volume_backups, compartment_id=compartment_id).data
+            self.bs.list_volume_backups, compartment_id=compartment_id
+        ).data
         return {b.id for b in items}
 
 
 # ---------------------------------------------------------------------------------------------- waiting
 
 
-def wait_for(fetch: Callable[[], T], done: Callable[[T], bool], *, timeout: float = 120, what: str = "condition",
-             interval: float = 0.2) -> T:
+def wait_for(
+    fetch: Callable[[], T],
+    done: Callable[[T], bool],
+    *,
+    timeout: float = 120,
+    what: str = "condition",
+    interval: float = 0.2,
+) -> T:
     deadline = time.monotonic() + timeout
     while True:
         value = fetch()
@@ -235,13 +290,29 @@ def expect_key_unusable(call: Callable[[], Any], key_id: str, state: str) -> oci
 
 def signer(server: Server) -> oci.signer.Signer:
     cfg = server.sdk_config()
-    return oci.signer.Signer(tenancy=cfg["tenancy"], user=cfg["user"], fingerprint=cfg["fingerprint"],
-                             private_key_file_location=cfg["key_file"], pass_phrase=cfg.get("pass_phrase"))
+    return oci.signer.Signer(
+        tenancy=cfg["tenancy"],
+        user=cfg["user"],
+        fingerprint=cfg["fingerprint"],
+        private_key_file_location=cfg["key_file"],
+        pass_phrase=cfg.get("pass_phrase"),
+    )
 
 
-def raw(server: Server, method: str, path: str, *, region: str = AD_REGION, base: str | None = None,
-        data: bytes | str | None = None, json_body: Any = None, params: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None, auth: Any = True, timeout: float = 120) -> requests.Response:
+def raw(
+    server: Server,
+    method: str,
+    path: str,
+    *,
+    region: str = AD_REGION,
+    base: str | None = None,
+    data: bytes | str | None = None,
+    json_body: Any = None,
+    params: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+    auth: Any = True,
+    timeout: float = 120,
+) -> requests.Response:
     """A request to `<region endpoint><path>` (or `<base><path>`), signed with the admin's API key unless
     auth is False (unsigned) or another requests auth."""
     url = (base or server.endpoint(region)).rstrip("/") + path
@@ -266,22 +337,44 @@ def error_of(resp: requests.Response) -> tuple[int, str | None]:
 def write(server: Server, volume_id: str, offset: int, data: bytes, *, region: str = AD_REGION) -> None:
     for start in range(0, len(data), CHUNK):
         piece = data[start : start + CHUNK]
-        resp = raw(server, "PUT", f"/20160918/volumes/{volume_id}/data", region=region, data=piece,
-                   params={"offset": offset + start}, headers={"content-type": "application/octet-stream"})
+        resp = raw(
+            server,
+            "PUT",
+            f"/20160918/volumes/{volume_id}/data",
+            region=region,
+            data=piece,
+            params={"offset": offset + start},
+            headers={"content-type": "application/octet-stream"},
+        )
         assert resp.status_code == 200, f"write {volume_id}@{offset + start}: {resp.status_code} {resp.text}"
         assert resp.json()["bytesWritten"] == len(piece)
 
 
-def write_response(server: Server, volume_id: str, offset: int, data: bytes, *,
-                   region: str = AD_REGION) -> requests.Response:
-    return raw(server, "PUT", f"/20160918/volumes/{volume_id}/data", region=region, data=data,
-               params={"offset": offset}, headers={"content-type": "application/octet-stream"})
+def write_response(
+    server: Server, volume_id: str, offset: int, data: bytes, *, region: str = AD_REGION
+) -> requests.Response:
+    return raw(
+        server,
+        "PUT",
+        f"/20160918/volumes/{volume_id}/data",
+        region=region,
+        data=data,
+        params={"offset": offset},
+        headers={"content-type": "application/octet-stream"},
+    )
 
 
-def read_response(server: Server, volume_id: str, offset: int, length: int, *,
-                  region: str = AD_REGION) -> requests.Response:
-    return raw(server, "GET", f"/20160918/volumes/{volume_id}/data", region=region,
-               params={"offset": offset, "length": length}, headers={"accept": "application/octet-stream"})
+def read_response(
+    server: Server, volume_id: str, offset: int, length: int, *, region: str = AD_REGION
+) -> requests.Response:
+    return raw(
+        server,
+        "GET",
+        f"/20160918/volumes/{volume_id}/data",
+        region=region,
+        params={"offset": offset, "length": length},
+        headers={"accept": "application/octet-stream"},
+    )
 
 
 def read(server: Server, volume_id: str, offset: int, length: int, *, region: str = AD_REGION) -> bytes:
@@ -377,8 +470,7 @@ def verify(server: Server, volume_id: str, image: Image, *, region: str = AD_REG
         want = image.expected(lo, hi - lo)
         if got != want:
             first = next(i for i, (a, b) in enumerate(zip(got, want, strict=True)) if a != b)
-            raise AssertionError(f"volume {volume_id}: bytes differ from offset {lo + first} "
-                                 f"(extent {lo}..{hi})")
+            raise AssertionError(f"volume {volume_id}: bytes differ from offset {lo + first} (extent {lo}..{hi})")
     probe = size - 64 * KIB
     if not any(lo < probe + 64 * KIB and probe < hi for lo, hi in image.extents()):
         assert read(server, volume_id, probe, 64 * KIB, region=region) == bytes(64 * KIB), "unwritten area not zero"
@@ -387,8 +479,9 @@ def verify(server: Server, volume_id: str, image: Image, *, region: str = AD_REG
 def seed_image(server: Server, volume_id: str, tag: str, *, region: str = AD_REGION) -> Image:
     """A few small writes at aligned and unaligned offsets (about 2.3 MiB in all)."""
     image = Image()
-    for n, (offset, length) in enumerate([(0, MIB), (5 * MIB + 123, 300 * KIB + 7), (3 * GIB + 4095, MIB + 1),
-                                          (49 * GIB + 17, 4 * KIB)]):
+    for n, (offset, length) in enumerate(
+        [(0, MIB), (5 * MIB + 123, 300 * KIB + 7), (3 * GIB + 4095, MIB + 1), (49 * GIB + 17, 4 * KIB)]
+    ):
         put(server, volume_id, image, offset, payload(length, f"{tag}/{n}"), region=region)
     return image
 

@@ -94,9 +94,24 @@ def nothing_created(env: Env) -> Iterator[None]:
 
 
 def test_volume_create_get_list_update_delete(server: Any, env: Env, tmp_path: Any) -> None:
-    out = env.cli("volume", "create", "--compartment-id", env.compartment, "--availability-domain", server.ad(1),
-                  "--size-in-gbs", "50", "--display-name", "cli-vol", "--kms-key-id", env.k,
-                  "--wait-for-state", "AVAILABLE", "--wait-interval-seconds", "1").json
+    out = env.cli(
+        "volume",
+        "create",
+        "--compartment-id",
+        env.compartment,
+        "--availability-domain",
+        server.ad(1),
+        "--size-in-gbs",
+        "50",
+        "--display-name",
+        "cli-vol",
+        "--kms-key-id",
+        env.k,
+        "--wait-for-state",
+        "AVAILABLE",
+        "--wait-interval-seconds",
+        "1",
+    ).json
     volume = out["data"]
     vid = volume["id"]
     assert vid.startswith("ocid1.volume.oc1.iad.")
@@ -121,12 +136,34 @@ def test_volume_create_get_list_update_delete(server: Any, env: Env, tmp_path: A
     assert got["data"]["kms-key-id"] == env.k
     assert got["etag"]
 
-    listed = env.cli("volume", "list", "--compartment-id", env.compartment, "--availability-domain", server.ad(1),
-                     "--lifecycle-state", "AVAILABLE", "--all").json["data"]
+    listed = env.cli(
+        "volume",
+        "list",
+        "--compartment-id",
+        env.compartment,
+        "--availability-domain",
+        server.ad(1),
+        "--lifecycle-state",
+        "AVAILABLE",
+        "--all",
+    ).json["data"]
     assert vid in [v["id"] for v in listed]
 
-    updated = env.cli("volume", "update", "--volume-id", vid, "--display-name", "cli-vol-renamed", "--size-in-gbs",
-                      "60", "--force", "--wait-for-state", "AVAILABLE", "--wait-interval-seconds", "1").json["data"]
+    updated = env.cli(
+        "volume",
+        "update",
+        "--volume-id",
+        vid,
+        "--display-name",
+        "cli-vol-renamed",
+        "--size-in-gbs",
+        "60",
+        "--force",
+        "--wait-for-state",
+        "AVAILABLE",
+        "--wait-interval-seconds",
+        "1",
+    ).json["data"]
     assert updated["display-name"] == "cli-vol-renamed"
     assert updated["size-in-gbs"] == 60
     assert updated["kms-key-id"] == env.k
@@ -134,8 +171,17 @@ def test_volume_create_get_list_update_delete(server: Any, env: Env, tmp_path: A
     put(server, vid, image, 59 * GIB + 1, payload(64 * KIB, "cli-grown"))
     verify(server, vid, image, size_gb=60)
 
-    deleted = env.cli("volume", "delete", "--volume-id", vid, "--force", "--wait-for-state", "TERMINATED",
-                      "--wait-interval-seconds", "1")
+    deleted = env.cli(
+        "volume",
+        "delete",
+        "--volume-id",
+        vid,
+        "--force",
+        "--wait-for-state",
+        "TERMINATED",
+        "--wait-interval-seconds",
+        "1",
+    )
     assert deleted.rc == 0
     after = env.cli("volume", "get", "--volume-id", vid, check=False)
     if after.rc == 0:
@@ -150,8 +196,20 @@ def test_backup_restore_clone(server: Any, env: Env) -> None:
     image = seed_image(server, volume.id, "cli-backup")
     at_backup = image.copy()
 
-    backup = env.cli("backup", "create", "--volume-id", volume.id, "--type", "FULL", "--display-name", "cli-full",
-                     "--wait-for-state", "AVAILABLE", "--wait-interval-seconds", "1").json["data"]
+    backup = env.cli(
+        "backup",
+        "create",
+        "--volume-id",
+        volume.id,
+        "--type",
+        "FULL",
+        "--display-name",
+        "cli-full",
+        "--wait-for-state",
+        "AVAILABLE",
+        "--wait-interval-seconds",
+        "1",
+    ).json["data"]
     bid = backup["id"]
     assert bid.startswith("ocid1.volumebackup.oc1.iad.")
     assert backup["lifecycle-state"] == "AVAILABLE"
@@ -166,18 +224,42 @@ def test_backup_restore_clone(server: Any, env: Env) -> None:
     assert to_k2["kms-key-id"] == env.k2
     assert env.cli("backup", "get", "--volume-backup-id", bid).json["data"]["kms-key-id"] == env.k2
 
-    restored = env.cli("volume", "create", "--volume-backup-id", bid, "--availability-domain", server.ad(1),
-                       "--display-name", "cli-restored", "--wait-for-state", "AVAILABLE",
-                       "--wait-interval-seconds", "1").json["data"]
+    restored = env.cli(
+        "volume",
+        "create",
+        "--volume-backup-id",
+        bid,
+        "--availability-domain",
+        server.ad(1),
+        "--display-name",
+        "cli-restored",
+        "--wait-for-state",
+        "AVAILABLE",
+        "--wait-interval-seconds",
+        "1",
+    ).json["data"]
     assert restored["kms-key-id"] is None  # R3.18
     assert restored["compartment-id"] == env.compartment  # the CLI took it from the backup
     assert restored["source-details"] == {"type": "volumeBackup", "id": bid}
     sdk.wait_hydrated(restored["id"])
     verify(server, restored["id"], at_backup)
 
-    restored_k = env.cli("volume", "create", "--volume-backup-id", bid, "--availability-domain", server.ad(2),
-                         "--kms-key-id", env.k, "--size-in-gbs", "70", "--wait-for-state", "AVAILABLE",
-                         "--wait-interval-seconds", "1").json["data"]
+    restored_k = env.cli(
+        "volume",
+        "create",
+        "--volume-backup-id",
+        bid,
+        "--availability-domain",
+        server.ad(2),
+        "--kms-key-id",
+        env.k,
+        "--size-in-gbs",
+        "70",
+        "--wait-for-state",
+        "AVAILABLE",
+        "--wait-interval-seconds",
+        "1",
+    ).json["data"]
     assert restored_k["kms-key-id"] == env.k
     assert restored_k["size-in-gbs"] == 70
     assert restored_k["availability-domain"] == server.ad(2)  # R3.20: any AD of the region
@@ -192,14 +274,34 @@ def test_backup_restore_clone(server: Any, env: Env) -> None:
     sdk.wait_hydrated(again.id)
     verify(server, again.id, at_backup)
 
-    clone = env.cli("volume", "create", "--source-volume-id", volume.id, "--display-name", "cli-clone",
-                    "--wait-for-state", "AVAILABLE", "--wait-interval-seconds", "1").json["data"]
+    clone = env.cli(
+        "volume",
+        "create",
+        "--source-volume-id",
+        volume.id,
+        "--display-name",
+        "cli-clone",
+        "--wait-for-state",
+        "AVAILABLE",
+        "--wait-interval-seconds",
+        "1",
+    ).json["data"]
     assert clone["kms-key-id"] == env.k  # D3
     assert clone["availability-domain"] == volume.availability_domain
     assert clone["source-details"] == {"type": "volume", "id": volume.id}
     verify(server, clone["id"], image)
-    clone_k2 = env.cli("volume", "create", "--source-volume-id", volume.id, "--kms-key-id", env.k2,
-                       "--wait-for-state", "AVAILABLE", "--wait-interval-seconds", "1").json["data"]
+    clone_k2 = env.cli(
+        "volume",
+        "create",
+        "--source-volume-id",
+        volume.id,
+        "--kms-key-id",
+        env.k2,
+        "--wait-for-state",
+        "AVAILABLE",
+        "--wait-interval-seconds",
+        "1",
+    ).json["data"]
     assert clone_k2["kms-key-id"] == env.k2
     sdk.wait_hydrated(clone["id"])
     sdk.wait_hydrated(clone_k2["id"])
@@ -250,14 +352,35 @@ def _bad_keys(env: Env) -> list[tuple[str, str, int, str]]:
 def test_bad_kms_key_with_the_cli(server: Any, env: Env) -> None:
     for what, key_id, status, code in _bad_keys(env):
         with nothing_created(env):
-            result = env.cli("volume", "create", "--compartment-id", env.compartment, "--availability-domain",
-                             server.ad(1), "--size-in-gbs", "50", "--display-name", f"bad-{what}",
-                             "--kms-key-id", key_id, check=False)
+            result = env.cli(
+                "volume",
+                "create",
+                "--compartment-id",
+                env.compartment,
+                "--availability-domain",
+                server.ad(1),
+                "--size-in-gbs",
+                "50",
+                "--display-name",
+                f"bad-{what}",
+                "--kms-key-id",
+                key_id,
+                check=False,
+            )
             err = _error(result, status, code)
             assert "kmsKeyId" in err["message"] or key_id in err["message"], (what, err)
     # D1: the disabled key's error names the key and its state.
-    result = env.cli("volume", "create", "--compartment-id", env.compartment, "--availability-domain", server.ad(1),
-                     "--kms-key-id", env.disabled, check=False)
+    result = env.cli(
+        "volume",
+        "create",
+        "--compartment-id",
+        env.compartment,
+        "--availability-domain",
+        server.ad(1),
+        "--kms-key-id",
+        env.disabled,
+        check=False,
+    )
     _error(result, 409, "Conflict", env.disabled, "DISABLED")
 
 
@@ -269,14 +392,26 @@ def test_bad_kms_key_changes_nothing(server: Any, env: Env) -> None:
     assert backup.lifecycle_state == "AVAILABLE"
     for what, key_id, status, code in _bad_keys(env):
         with nothing_created(env):
-            expect_error(lambda k=key_id: bs.update_volume_kms_key(
-                volume.id, oci.core.models.UpdateVolumeKmsKeyDetails(kms_key_id=k)), status, code)
-            expect_error(lambda k=key_id: bs.update_volume_backup(
-                backup.id, oci.core.models.UpdateVolumeBackupDetails(kms_key_id=k)), status, code)
-            expect_error(lambda k=key_id: env.sdk.restore(env.compartment, backup.id, kms_key_id=k, wait=False),
-                         status, code)
-            expect_error(lambda k=key_id: env.sdk.clone(env.compartment, volume.id, kms_key_id=k, wait=False),
-                         status, code)
+            expect_error(
+                lambda k=key_id: bs.update_volume_kms_key(
+                    volume.id, oci.core.models.UpdateVolumeKmsKeyDetails(kms_key_id=k)
+                ),
+                status,
+                code,
+            )
+            expect_error(
+                lambda k=key_id: bs.update_volume_backup(
+                    backup.id, oci.core.models.UpdateVolumeBackupDetails(kms_key_id=k)
+                ),
+                status,
+                code,
+            )
+            expect_error(
+                lambda k=key_id: env.sdk.restore(env.compartment, backup.id, kms_key_id=k, wait=False), status, code
+            )
+            expect_error(
+                lambda k=key_id: env.sdk.clone(env.compartment, volume.id, kms_key_id=k, wait=False), status, code
+            )
         assert bs.get_volume(volume.id).data.kms_key_id == env.k, what
         assert bs.get_volume_backup(backup.id).data.kms_key_id == env.k, what
     verify(server, volume.id, image)
@@ -287,19 +422,28 @@ def test_bad_kms_key_changes_nothing(server: Any, env: Env) -> None:
     phx_image = seed_image(server, phx.id, "phx", region="us-phoenix-1")
     verify(server, phx.id, phx_image, region="us-phoenix-1")
     # ... and the Ashburn key is as foreign in Phoenix.
-    expect_error(lambda: env.phx_sdk.create_volume(env.compartment, name="phx-bad", kms_key_id=env.k, wait=False),
-                 400, "InvalidParameter")
+    expect_error(
+        lambda: env.phx_sdk.create_volume(env.compartment, name="phx-bad", kms_key_id=env.k, wait=False),
+        400,
+        "InvalidParameter",
+    )
 
 
 def test_malformed_source_ids(env: Env) -> None:
     with nothing_created(env):
         expect_error(lambda: env.sdk.clone(env.compartment, "garbage", wait=False), 400, "InvalidParameter")
-        expect_error(lambda: env.sdk.restore(env.compartment, "ocid1.volumebackup.oc1.iad.###", wait=False),
-                     400, "InvalidParameter")
+        expect_error(
+            lambda: env.sdk.restore(env.compartment, "ocid1.volumebackup.oc1.iad.###", wait=False),
+            400,
+            "InvalidParameter",
+        )
         # A well-formed id of nothing: the related resource is not found (D6).
         unknown_backup = "ocid1.volumebackup.oc1.iad." + "a" * 60
-        expect_error(lambda: env.sdk.restore(env.compartment, unknown_backup, wait=False),
-                     400, "RelatedResourceNotAuthorizedOrNotFound")
+        expect_error(
+            lambda: env.sdk.restore(env.compartment, unknown_backup, wait=False),
+            400,
+            "RelatedResourceNotAuthorizedOrNotFound",
+        )
 
 
 def test_restore_smaller_than_backup(server: Any, env: Env) -> None:
@@ -308,8 +452,17 @@ def test_restore_smaller_than_backup(server: Any, env: Env) -> None:
     backup = env.sdk.backup(volume.id, "FULL", name="sixty")
     assert (backup.lifecycle_state, backup.size_in_gbs) == ("AVAILABLE", 60)
     with nothing_created(env):
-        result = env.cli("volume", "create", "--volume-backup-id", backup.id, "--availability-domain", server.ad(1),
-                         "--size-in-gbs", "55", check=False)
+        result = env.cli(
+            "volume",
+            "create",
+            "--volume-backup-id",
+            backup.id,
+            "--availability-domain",
+            server.ad(1),
+            "--size-in-gbs",
+            "55",
+            check=False,
+        )
         _error(result, 400, "InvalidParameter")  # R3.21
     ok = env.sdk.restore(env.compartment, backup.id, size_gb=60, name="sixty-restored")
     env.sdk.wait_hydrated(ok.id)
@@ -320,36 +473,52 @@ def test_clone_of_a_deleted_source(env: Env) -> None:
     volume = env.sdk.create_volume(env.compartment, name="gone")
     env.sdk.delete_volume(volume.id)
     with nothing_created(env):
-        result = env.cli("volume", "create", "--source-volume-id", volume.id, "--compartment-id", env.compartment,
-                         check=False)
+        result = env.cli(
+            "volume", "create", "--source-volume-id", volume.id, "--compartment-id", env.compartment, check=False
+        )
         assert result.rc != 0
         err = result.error
         if err.get("operation_name") == "get_volume":  # the CLI's pre-GET already saw it gone
             assert (err["status"], err["code"]) == (404, "NotAuthorizedOrNotFound")
         else:
             assert (err["status"], err["code"]) == (400, "RelatedResourceNotAuthorizedOrNotFound"), err
-        expect_error(lambda: env.sdk.clone(env.compartment, volume.id, wait=False),
-                     400, "RelatedResourceNotAuthorizedOrNotFound")
+        expect_error(
+            lambda: env.sdk.clone(env.compartment, volume.id, wait=False), 400, "RelatedResourceNotAuthorizedOrNotFound"
+        )
 
 
 def test_unknown_resources_and_features(server: Any, env: Env) -> None:
     unknown = "ocid1.volume.oc1.iad." + "a" * 60
     _error(env.cli("volume", "get", "--volume-id", unknown, check=False), 404, "NotAuthorizedOrNotFound")
     _error(env.cli("volume-kms-key", "get", "--volume-id", unknown, check=False), 404, "NotAuthorizedOrNotFound")
-    _error(env.cli("backup", "get", "--volume-backup-id", "ocid1.volumebackup.oc1.iad." + "b" * 60, check=False),
-           404, "NotAuthorizedOrNotFound")
+    _error(
+        env.cli("backup", "get", "--volume-backup-id", "ocid1.volumebackup.oc1.iad." + "b" * 60, check=False),
+        404,
+        "NotAuthorizedOrNotFound",
+    )
     volume = env.sdk.create_volume(env.compartment, name="copy-src")
     # A volume lives in one region: another region's endpoint does not know it.
     expect_error(lambda: env.phx_sdk.bs.get_volume(volume.id), 404, "NotAuthorizedOrNotFound")
-    _error(env.server.oci("bv", "volume", "get", "--volume-id", volume.id, endpoint=server.endpoint("us-phoenix-1"),
-                          check=False), 404, "NotAuthorizedOrNotFound")
-    resp = raw(server, "GET", f"/20160918/volumes/{volume.id}/data", region="us-phoenix-1",
-               params={"offset": 0, "length": 4096})
+    _error(
+        env.server.oci(
+            "bv", "volume", "get", "--volume-id", volume.id, endpoint=server.endpoint("us-phoenix-1"), check=False
+        ),
+        404,
+        "NotAuthorizedOrNotFound",
+    )
+    resp = raw(
+        server,
+        "GET",
+        f"/20160918/volumes/{volume.id}/data",
+        region="us-phoenix-1",
+        params={"offset": 0, "length": 4096},
+    )
     assert_error_response(resp, 404, "NotAuthorizedOrNotFound")
     backup = env.sdk.backup(volume.id, "FULL", name="copy-src")
     with nothing_created(env):
-        result = env.cli("backup", "copy", "--volume-backup-id", backup.id, "--destination-region", "us-phoenix-1",
-                         check=False)
+        result = env.cli(
+            "backup", "copy", "--volume-backup-id", backup.id, "--destination-region", "us-phoenix-1", check=False
+        )
         _error(result, 501, "MethodNotImplemented")
 
 
@@ -358,13 +527,18 @@ def test_malformed_json_and_missing_fields(server: Any, env: Env) -> None:
         for body in ('{"compartmentId": ', "not json at all", "[1, 2, 3]", "\xff\xfe"):
             resp = raw(server, "POST", "/20160918/volumes", data=body.encode("latin-1"))
             assert_error_response(resp, 400, "CannotParseRequest")
-        resp = raw(server, "POST", "/20160918/volumes",
-                   json_body={"availabilityDomain": server.ad(1), "sizeInGBs": 50, "displayName": "no-compartment"})
+        resp = raw(
+            server,
+            "POST",
+            "/20160918/volumes",
+            json_body={"availabilityDomain": server.ad(1), "sizeInGBs": 50, "displayName": "no-compartment"},
+        )
         assert_error_response(resp, 400, "MissingParameter", "compartmentId")
         resp = raw(server, "POST", "/20160918/volumeBackups", json_body={"type": "FULL"})
         assert_error_response(resp, 400, "MissingParameter", "volumeId")
-        resp = raw(server, "PUT", "/20160918/volumes/" + "ocid1.volume.oc1.iad." + "a" * 60,
-                   json_body={"displayName": "x"})
+        resp = raw(
+            server, "PUT", "/20160918/volumes/" + "ocid1.volume.oc1.iad." + "a" * 60, json_body={"displayName": "x"}
+        )
         assert_error_response(resp, 404, "NotAuthorizedOrNotFound")
 
 
@@ -408,13 +582,20 @@ def test_authentication_failures(server: Any, env: Env) -> None:
         assert_error_response(resp, 401, "NotAuthenticated")
         # Signed by a key the server does not know, under the admin's key id.
         cfg = server.sdk_config()
-        stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
-        foreign = oci.signer.Signer(tenancy=cfg["tenancy"], user=cfg["user"], fingerprint=cfg["fingerprint"],
-                                    private_key_file_location=None, private_key_content=stranger)
+        stranger = (
+            rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+            .decode()
+        )
+        foreign = oci.signer.Signer(
+            tenancy=cfg["tenancy"],
+            user=cfg["user"],
+            fingerprint=cfg["fingerprint"],
+            private_key_file_location=None,
+            private_key_content=stranger,
+        )
         assert_error_response(raw(server, "GET", list_path, params=params, auth=foreign), 401, "NotAuthenticated")
-        assert_error_response(raw(server, "POST", list_path, json_body=create, auth=foreign),
-                              401, "NotAuthenticated")
+        assert_error_response(raw(server, "POST", list_path, json_body=create, auth=foreign), 401, "NotAuthenticated")
         # A correct signature over a date 10 minutes off (OCI allows 5).
         for skew in (-600, 600):
             date = email.utils.formatdate(time.time() + skew, usegmt=True)
@@ -424,8 +605,9 @@ def test_authentication_failures(server: Any, env: Env) -> None:
             assert_error_response(resp, 401, "NotAuthenticated")
         # Data requests are signed like any other.
         volume_id = next(iter(env.sdk.volume_ids(env.compartment)))
-        resp = raw(server, "GET", f"/20160918/volumes/{volume_id}/data", params={"offset": 0, "length": 4096},
-                   auth=False)
+        resp = raw(
+            server, "GET", f"/20160918/volumes/{volume_id}/data", params={"offset": 0, "length": 4096}, auth=False
+        )
         assert_error_response(resp, 401, "NotAuthenticated")
     # A date 2 minutes off is within the allowed skew.
     date = email.utils.formatdate(time.time() - 120, usegmt=True)
@@ -435,8 +617,15 @@ def test_authentication_failures(server: Any, env: Env) -> None:
 def test_unsigned_write_changes_no_data(server: Any, env: Env) -> None:
     volume = env.sdk.create_volume(env.compartment, name="unsigned-write")
     image = seed_image(server, volume.id, "unsigned")
-    resp = raw(server, "PUT", f"/20160918/volumes/{volume.id}/data", params={"offset": 0}, data=b"x" * 4096,
-               headers={"content-type": "application/octet-stream"}, auth=False)
+    resp = raw(
+        server,
+        "PUT",
+        f"/20160918/volumes/{volume.id}/data",
+        params={"offset": 0},
+        data=b"x" * 4096,
+        headers={"content-type": "application/octet-stream"},
+        auth=False,
+    )
     assert_error_response(resp, 401, "NotAuthenticated")
     assert read(server, volume.id, 0, 4096) == image.expected(0, 4096)
     verify(server, volume.id, image)

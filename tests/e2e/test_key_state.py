@@ -50,12 +50,14 @@ def env(server: Any) -> Env:
     sdk = Sdk(server)
     compartment = sdk.new_compartment("key-state")
     vault = sdk.new_vault(compartment, "vault-key-state")
-    return Env(sdk, compartment, vault, sdk.new_key(vault, compartment, "k").id,
-               sdk.new_key(vault, compartment, "k2").id)
+    return Env(
+        sdk, compartment, vault, sdk.new_key(vault, compartment, "k").id, sdk.new_key(vault, compartment, "k2").id
+    )
 
 
-def _assert_everything_refused(server: Any, env: Env, volume_id: str, backup_id: str, image: Image, state: str,
-                               tmp_path: Any) -> None:
+def _assert_everything_refused(
+    server: Any, env: Env, volume_id: str, backup_id: str, image: Image, state: str, tmp_path: Any
+) -> None:
     sdk, bs, k = env.sdk, env.sdk.bs, env.k
     volumes, backups = sdk.volume_ids(env.compartment), sdk.backup_ids(env.compartment)
 
@@ -68,19 +70,28 @@ def _assert_everything_refused(server: Any, env: Env, volume_id: str, backup_id:
     expect_key_unusable(lambda: sdk.clone(env.compartment, volume_id, kms_key_id=env.k2, wait=False), k, state)
     expect_key_unusable(lambda: sdk.restore(env.compartment, backup_id, wait=False), k, state)
     expect_key_unusable(lambda: sdk.restore(env.compartment, backup_id, kms_key_id=env.k2, wait=False), k, state)
-    expect_key_unusable(lambda: sdk.create_volume(env.compartment, name="new-under-k", kms_key_id=k, wait=False),
-                        k, state)
-    expect_key_unusable(lambda: bs.update_volume_kms_key(
-        volume_id, oci.core.models.UpdateVolumeKmsKeyDetails(kms_key_id=env.k2)), k, state)
+    expect_key_unusable(
+        lambda: sdk.create_volume(env.compartment, name="new-under-k", kms_key_id=k, wait=False), k, state
+    )
+    expect_key_unusable(
+        lambda: bs.update_volume_kms_key(volume_id, oci.core.models.UpdateVolumeKmsKeyDetails(kms_key_id=env.k2)),
+        k,
+        state,
+    )
     expect_key_unusable(lambda: bs.delete_volume_kms_key(volume_id), k, state)
-    expect_key_unusable(lambda: bs.update_volume_backup(
-        backup_id, oci.core.models.UpdateVolumeBackupDetails(kms_key_id=env.k2)), k, state)
-    expect_key_unusable(lambda: bs.update_volume_backup(
-        backup_id, oci.core.models.UpdateVolumeBackupDetails(kms_key_id="")), k, state)
+    expect_key_unusable(
+        lambda: bs.update_volume_backup(backup_id, oci.core.models.UpdateVolumeBackupDetails(kms_key_id=env.k2)),
+        k,
+        state,
+    )
+    expect_key_unusable(
+        lambda: bs.update_volume_backup(backup_id, oci.core.models.UpdateVolumeBackupDetails(kms_key_id="")), k, state
+    )
     # Moving another volume onto the key is refused too.
     other = sdk.create_volume(env.compartment, name=f"other-{state}")
-    expect_key_unusable(lambda: bs.update_volume_kms_key(
-        other.id, oci.core.models.UpdateVolumeKmsKeyDetails(kms_key_id=k)), k, state)
+    expect_key_unusable(
+        lambda: bs.update_volume_kms_key(other.id, oci.core.models.UpdateVolumeKmsKeyDetails(kms_key_id=k)), k, state
+    )
     assert bs.get_volume(other.id).data.kms_key_id is None
 
     # The real CLI gets the same permanent error, and exits non-zero at once (no retries: it is not
@@ -91,8 +102,9 @@ def _assert_everything_refused(server: Any, env: Env, volume_id: str, backup_id:
     assert k in cli.error["message"]
     assert state in cli.error["message"]
     # And so does ours.
-    ours = server.bv("volume", "read", volume_id, "--to-file", str(tmp_path / f"read-{state}"), "--length", "4096",
-                     check=False)
+    ours = server.bv(
+        "volume", "read", volume_id, "--to-file", str(tmp_path / f"read-{state}"), "--length", "4096", check=False
+    )
     assert ours.rc != 0
     assert ours.error["code"] == "Conflict"
     assert k in ours.error["message"]
@@ -106,8 +118,9 @@ def _assert_everything_refused(server: Any, env: Env, volume_id: str, backup_id:
     assert (backup.lifecycle_state, backup.kms_key_id) == ("AVAILABLE", k)
 
 
-def _assert_everything_works(server: Any, env: Env, volume_id: str, backup_id: str, image: Image,
-                             at_backup: Image, tag: str) -> None:
+def _assert_everything_works(
+    server: Any, env: Env, volume_id: str, backup_id: str, image: Image, at_backup: Image, tag: str
+) -> None:
     sdk, bs = env.sdk, env.sdk.bs
     verify(server, volume_id, image)  # nothing was lost, and the refused write did not land
     put(server, volume_id, image, 11 * MIB + 11, payload(64 * KIB, f"works-{tag}"))
@@ -153,7 +166,8 @@ def test_unusable_key_refuses_everything_and_nothing_is_lost(server: Any, env: E
     # Pending deletion (R2.3/R2.4).
     when = days_ahead(server, 10)
     shown = mgmt.schedule_key_deletion(
-        env.k, oci.key_management.models.ScheduleKeyDeletionDetails(time_of_deletion=when)).data
+        env.k, oci.key_management.models.ScheduleKeyDeletionDetails(time_of_deletion=when)
+    ).data
     assert shown.lifecycle_state in ("SCHEDULING_DELETION", "PENDING_DELETION")
     assert sdk.key_state(env.vault, env.k) == "PENDING_DELETION"
     _assert_everything_refused(server, env, volume.id, backup.id, image, "PENDING_DELETION", tmp_path)
@@ -175,8 +189,10 @@ def test_deleted_key_shreds_only_what_it_alone_protected(server: Any, env: Env) 
     a_backup = sdk.backup(a.id, "FULL", name="a-backup")
     assert (a_backup.lifecycle_state, a_backup.kms_key_id) == ("AVAILABLE", kd)
     # B leaves the key before the deletion (R1.9): only its DEK is re-wrapped.
-    assert bs.update_volume_kms_key(b.id, oci.core.models.UpdateVolumeKmsKeyDetails(kms_key_id=env.k2)
-                                    ).data.kms_key_id == env.k2
+    assert (
+        bs.update_volume_kms_key(b.id, oci.core.models.UpdateVolumeKmsKeyDetails(kms_key_id=env.k2)).data.kms_key_id
+        == env.k2
+    )
     b_backup = sdk.backup(b.id, "FULL", name="b-backup")
     assert (b_backup.lifecycle_state, b_backup.kms_key_id) == ("AVAILABLE", env.k2)
     # A clone of A under another key, fully hydrated, no longer needs A's key.
@@ -209,13 +225,22 @@ def test_deleted_key_shreds_only_what_it_alone_protected(server: Any, env: Env) 
     assert cli.rc != 0
     assert (cli.error["status"], cli.error["code"]) == (409, "Conflict")
     # Nor can anything move A or its backup to another key: there is no DEK left to re-wrap.
-    expect_error(lambda: bs.update_volume_kms_key(a.id, oci.core.models.UpdateVolumeKmsKeyDetails(kms_key_id=env.k2)),
-                 409, "Conflict")
-    expect_error(lambda: bs.update_volume_backup(
-        a_backup.id, oci.core.models.UpdateVolumeBackupDetails(kms_key_id=env.k2)), 409, "Conflict")
+    expect_error(
+        lambda: bs.update_volume_kms_key(a.id, oci.core.models.UpdateVolumeKmsKeyDetails(kms_key_id=env.k2)),
+        409,
+        "Conflict",
+    )
+    expect_error(
+        lambda: bs.update_volume_backup(a_backup.id, oci.core.models.UpdateVolumeBackupDetails(kms_key_id=env.k2)),
+        409,
+        "Conflict",
+    )
     # A deleted key is not usable for new volumes either (it no longer exists for the service).
-    expect_error(lambda: sdk.create_volume(env.compartment, name="on-deleted", kms_key_id=kd, wait=False),
-                 400, "RelatedResourceNotAuthorizedOrNotFound")
+    expect_error(
+        lambda: sdk.create_volume(env.compartment, name="on-deleted", kms_key_id=kd, wait=False),
+        400,
+        "RelatedResourceNotAuthorizedOrNotFound",
+    )
     assert sdk.volume_ids(env.compartment) == volumes
     assert sdk.backup_ids(env.compartment) == backups
     assert bs.get_volume(a.id).data.lifecycle_state == "FAULTY"

@@ -57,8 +57,20 @@ class Env:
         return self.server.oci("kms", "crypto", *args, endpoint=self.crypto, check=check)
 
     def new_key(self, name: str, shape: str = AES32) -> dict[str, Any]:
-        out = self.km("key", "create", "--compartment-id", self.compartment, "--display-name", name,
-                      "--key-shape", shape, "--wait-for-state", "ENABLED", "--wait-interval-seconds", "1")
+        out = self.km(
+            "key",
+            "create",
+            "--compartment-id",
+            self.compartment,
+            "--display-name",
+            name,
+            "--key-shape",
+            shape,
+            "--wait-for-state",
+            "ENABLED",
+            "--wait-interval-seconds",
+            "1",
+        )
         return dict(out.json["data"])
 
     def key(self, key_id: str) -> dict[str, Any]:
@@ -73,8 +85,22 @@ class Env:
 @pytest.fixture(scope="module")
 def env(server: Any) -> Env:
     compartment = Sdk(server).new_compartment("vault-cli")
-    out = server.oci("kms", "management", "vault", "create", "--compartment-id", compartment, "--display-name", "v1",
-                     "--vault-type", "DEFAULT", "--wait-for-state", "ACTIVE", "--wait-interval-seconds", "1")
+    out = server.oci(
+        "kms",
+        "management",
+        "vault",
+        "create",
+        "--compartment-id",
+        compartment,
+        "--display-name",
+        "v1",
+        "--vault-type",
+        "DEFAULT",
+        "--wait-for-state",
+        "ACTIVE",
+        "--wait-interval-seconds",
+        "1",
+    )
     return Env(server, compartment, out.json["data"])
 
 
@@ -108,8 +134,9 @@ def test_vault_create_get_list_update(server: Any, env: Env) -> None:
     assert [v["id"] for v in listed["data"]] == [vault["id"]]
     assert listed["data"][0]["lifecycle-state"] == "ACTIVE"
 
-    updated = server.oci("kms", "management", "vault", "update", "--vault-id", vault["id"], "--display-name",
-                         "v1-renamed", "--force").json["data"]
+    updated = server.oci(
+        "kms", "management", "vault", "update", "--vault-id", vault["id"], "--display-name", "v1-renamed", "--force"
+    ).json["data"]
     assert updated["display-name"] == "v1-renamed"
     assert updated["vault-type"] == "DEFAULT"  # R6.1: the type never changes
     got = server.oci("kms", "management", "vault", "get", "--vault-id", vault["id"]).json["data"]
@@ -117,8 +144,7 @@ def test_vault_create_get_list_update(server: Any, env: Env) -> None:
     assert got["lifecycle-state"] == "ACTIVE"
 
     # The vault API also answers on its regional endpoint without --endpoint being the vault's.
-    missing = server.oci("kms", "management", "vault", "get", "--vault-id",
-                         vault["id"][:-6] + "aaaaaa", check=False)
+    missing = server.oci("kms", "management", "vault", "get", "--vault-id", vault["id"][:-6] + "aaaaaa", check=False)
     _error(missing, 404, "NotAuthorizedOrNotFound")
 
 
@@ -161,8 +187,9 @@ def test_disable_enable(env: Env) -> None:
     assert env.key(key["id"])["lifecycle-state"] == "ENABLED"
 
     # --wait-for-state on the action follows it to the final state.
-    waited = env.km("key", "disable", "--key-id", key["id"], "--wait-for-state", "DISABLED",
-                    "--wait-interval-seconds", "1").json["data"]
+    waited = env.km(
+        "key", "disable", "--key-id", key["id"], "--wait-for-state", "DISABLED", "--wait-interval-seconds", "1"
+    ).json["data"]
     assert waited["lifecycle-state"] == "DISABLED"
     env.km("key", "enable", "--key-id", key["id"])
     assert env.key(key["id"])["lifecycle-state"] == "ENABLED"
@@ -171,21 +198,30 @@ def test_disable_enable(env: Env) -> None:
 def test_schedule_and_cancel_deletion(server: Any, env: Env) -> None:
     key = env.new_key("to-delete")
     for days in (6.9, 30.5):  # R2.10: 7 to 30 days from the request
-        refused = env.km("key", "schedule-deletion", "--key-id", key["id"], "--time-of-deletion",
-                         _when(days_ahead(server, days)), check=False)
+        refused = env.km(
+            "key",
+            "schedule-deletion",
+            "--key-id",
+            key["id"],
+            "--time-of-deletion",
+            _when(days_ahead(server, days)),
+            check=False,
+        )
         _error(refused, 400, "InvalidParameter")
         assert env.sdk_state(key["id"]) == "ENABLED"
 
     when = days_ahead(server, 10).replace(microsecond=0)
-    scheduled = env.km("key", "schedule-deletion", "--key-id", key["id"], "--time-of-deletion",
-                       _when(when)).json["data"]
+    scheduled = env.km("key", "schedule-deletion", "--key-id", key["id"], "--time-of-deletion", _when(when)).json[
+        "data"
+    ]
     assert scheduled["lifecycle-state"] == "SCHEDULING_DELETION"
     got = env.key(key["id"])
     assert got["lifecycle-state"] == "PENDING_DELETION"
     assert abs(_time(got["time-of-deletion"]) - when) < timedelta(seconds=1)
     # R6.23: a key pending deletion cannot be updated.
-    _error(env.km("key", "update", "--key-id", key["id"], "--display-name", "x", "--force", check=False),
-           409, "Conflict")
+    _error(
+        env.km("key", "update", "--key-id", key["id"], "--display-name", "x", "--force", check=False), 409, "Conflict"
+    )
 
     cancelled = env.km("key", "cancel-deletion", "--key-id", key["id"]).json["data"]
     assert cancelled["lifecycle-state"] == "CANCELLING_DELETION"
@@ -227,20 +263,36 @@ def test_key_versions_and_crypto_round_trip(env: Env) -> None:
     # Associated data binds the ciphertext (R6.26): same AD decrypts, other or missing AD does not.
     ad = '{"vol":"v1","purpose":"test"}'
     enc_ad = env.kc("encrypt", "--key-id", kid, "--plaintext", _b64(secret), "--associated-data", ad).json["data"]
-    dec_ad = env.kc("decrypt", "--key-id", kid, "--ciphertext", enc_ad["ciphertext"], "--associated-data",
-                    ad).json["data"]
+    dec_ad = env.kc("decrypt", "--key-id", kid, "--ciphertext", enc_ad["ciphertext"], "--associated-data", ad).json[
+        "data"
+    ]
     assert base64.b64decode(dec_ad["plaintext"]) == secret
-    wrong = env.kc("decrypt", "--key-id", kid, "--ciphertext", enc_ad["ciphertext"], "--associated-data",
-                   '{"vol":"v2","purpose":"test"}', check=False)
+    wrong = env.kc(
+        "decrypt",
+        "--key-id",
+        kid,
+        "--ciphertext",
+        enc_ad["ciphertext"],
+        "--associated-data",
+        '{"vol":"v2","purpose":"test"}',
+        check=False,
+    )
     _error(wrong, 400, "InvalidParameter")
-    _error(env.kc("decrypt", "--key-id", kid, "--ciphertext", enc_ad["ciphertext"], check=False),
-           400, "InvalidParameter")
-    _error(env.kc("decrypt", "--key-id", kid, "--ciphertext", enc["ciphertext"], "--associated-data", ad,
-                  check=False), 400, "InvalidParameter")
+    _error(
+        env.kc("decrypt", "--key-id", kid, "--ciphertext", enc_ad["ciphertext"], check=False), 400, "InvalidParameter"
+    )
+    _error(
+        env.kc("decrypt", "--key-id", kid, "--ciphertext", enc["ciphertext"], "--associated-data", ad, check=False),
+        400,
+        "InvalidParameter",
+    )
     # A ciphertext is bound to its key too.
     other = env.new_key("crypto-other")
-    _error(env.kc("decrypt", "--key-id", other["id"], "--ciphertext", enc["ciphertext"], check=False),
-           400, "InvalidParameter")
+    _error(
+        env.kc("decrypt", "--key-id", other["id"], "--ciphertext", enc["ciphertext"], check=False),
+        400,
+        "InvalidParameter",
+    )
 
     # Rotation (R6.13-R6.17): a new current version encrypts; the old one still decrypts.
     v2 = env.km("key-version", "create", "--key-id", kid).json["data"]
@@ -259,24 +311,27 @@ def test_key_versions_and_crypto_round_trip(env: Env) -> None:
         out = env.kc("decrypt", "--key-id", kid, "--ciphertext", ciphertext).json["data"]
         assert base64.b64decode(out["plaintext"]) == secret
         assert out["key-version-id"] == version
-    dec_ad = env.kc("decrypt", "--key-id", kid, "--ciphertext", enc_ad["ciphertext"], "--associated-data",
-                    ad).json["data"]
+    dec_ad = env.kc("decrypt", "--key-id", kid, "--ciphertext", enc_ad["ciphertext"], "--associated-data", ad).json[
+        "data"
+    ]
     assert base64.b64decode(dec_ad["plaintext"]) == secret
 
 
 def test_generate_data_encryption_key(env: Env) -> None:
     key = env.new_key("dek")
     kid = key["id"]
-    with_plain = env.kc("generate-data-encryption-key", "--key-id", kid, "--include-plaintext-key", "true",
-                        "--key-shape", AES32).json["data"]
+    with_plain = env.kc(
+        "generate-data-encryption-key", "--key-id", kid, "--include-plaintext-key", "true", "--key-shape", AES32
+    ).json["data"]
     dek = base64.b64decode(with_plain["plaintext"])
     assert len(dek) == 32
     assert with_plain["plaintext-checksum"]
     unwrapped = env.kc("decrypt", "--key-id", kid, "--ciphertext", with_plain["ciphertext"]).json["data"]
     assert base64.b64decode(unwrapped["plaintext"]) == dek
 
-    without = env.kc("generate-data-encryption-key", "--key-id", kid, "--include-plaintext-key", "false",
-                     "--key-shape", AES32).json["data"]
+    without = env.kc(
+        "generate-data-encryption-key", "--key-id", kid, "--include-plaintext-key", "false", "--key-shape", AES32
+    ).json["data"]
     assert without.get("plaintext") is None
     assert without.get("plaintext-checksum") is None
     hidden = env.kc("decrypt", "--key-id", kid, "--ciphertext", without["ciphertext"]).json["data"]
@@ -286,13 +341,22 @@ def test_generate_data_encryption_key(env: Env) -> None:
 
     # With associated data (as Block Volume would bind a DEK to its volume).
     ad = '{"vol":"v1"}'
-    bound = env.kc("generate-data-encryption-key", "--key-id", kid, "--include-plaintext-key", "true",
-                   "--key-shape", AES32, "--associated-data", ad).json["data"]
-    out = env.kc("decrypt", "--key-id", kid, "--ciphertext", bound["ciphertext"], "--associated-data",
-                 ad).json["data"]
+    bound = env.kc(
+        "generate-data-encryption-key",
+        "--key-id",
+        kid,
+        "--include-plaintext-key",
+        "true",
+        "--key-shape",
+        AES32,
+        "--associated-data",
+        ad,
+    ).json["data"]
+    out = env.kc("decrypt", "--key-id", kid, "--ciphertext", bound["ciphertext"], "--associated-data", ad).json["data"]
     assert out["plaintext"] == bound["plaintext"]
-    _error(env.kc("decrypt", "--key-id", kid, "--ciphertext", bound["ciphertext"], check=False),
-           400, "InvalidParameter")
+    _error(
+        env.kc("decrypt", "--key-id", kid, "--ciphertext", bound["ciphertext"], check=False), 400, "InvalidParameter"
+    )
 
 
 def test_disabled_key_refuses_crypto(env: Env) -> None:
@@ -300,10 +364,11 @@ def test_disabled_key_refuses_crypto(env: Env) -> None:
     kid = key["id"]
     enc = env.kc("encrypt", "--key-id", kid, "--plaintext", _b64(b"data")).json["data"]
     env.km("key", "disable", "--key-id", kid)
-    for args in (("encrypt", "--key-id", kid, "--plaintext", _b64(b"data")),
-                 ("decrypt", "--key-id", kid, "--ciphertext", enc["ciphertext"]),
-                 ("generate-data-encryption-key", "--key-id", kid, "--include-plaintext-key", "true",
-                  "--key-shape", AES32)):
+    for args in (
+        ("encrypt", "--key-id", kid, "--plaintext", _b64(b"data")),
+        ("decrypt", "--key-id", kid, "--ciphertext", enc["ciphertext"]),
+        ("generate-data-encryption-key", "--key-id", kid, "--include-plaintext-key", "true", "--key-shape", AES32),
+    ):
         _error(env.kc(*args, check=False), 409, "Conflict", kid, "DISABLED")  # D1 (R2.1)
     # Rotation needs an ENABLED key (R6.14).
     _error(env.km("key-version", "create", "--key-id", kid, check=False), 409, "Conflict")
@@ -320,13 +385,33 @@ def test_rsa_key_is_created_but_refuses_volume_use(server: Any, env: Env) -> Non
     assert rsa["key-shape"]["length"] == 256
     sdk = Sdk(server)
     before = sdk.volume_ids(env.compartment)
-    refused = server.oci("bv", "volume", "create", "--compartment-id", env.compartment, "--availability-domain",
-                         server.ad(1), "--size-in-gbs", "50", "--kms-key-id", rsa["id"], check=False)
+    refused = server.oci(
+        "bv",
+        "volume",
+        "create",
+        "--compartment-id",
+        env.compartment,
+        "--availability-domain",
+        server.ad(1),
+        "--size-in-gbs",
+        "50",
+        "--kms-key-id",
+        rsa["id"],
+        check=False,
+    )
     _error(refused, 400, "InvalidParameter", rsa["id"])  # D13 / R1.11
     assert sdk.volume_ids(env.compartment) == before
     # Nor can an RSA key generate data keys (R6.8).
-    dek = env.kc("generate-data-encryption-key", "--key-id", rsa["id"], "--include-plaintext-key", "true",
-                 "--key-shape", AES32, check=False)
+    dek = env.kc(
+        "generate-data-encryption-key",
+        "--key-id",
+        rsa["id"],
+        "--include-plaintext-key",
+        "true",
+        "--key-shape",
+        AES32,
+        check=False,
+    )
     assert dek.rc != 0
     assert dek.error["status"] == 400
 
@@ -344,6 +429,14 @@ def test_key_of_another_vault_is_refused(server: Any, env: Env) -> None:
     listed = env.km("key", "list", "--compartment-id", env.compartment, "--all").json  # None: empty list
     assert foreign not in [k["id"] for k in (listed or {}).get("data", [])]
     # On its own vault's endpoints it works.
-    own = server.oci("kms", "crypto", "encrypt", "--key-id", foreign, "--plaintext", _b64(b"data"),
-                     endpoint=other_vault.crypto_endpoint).json["data"]
+    own = server.oci(
+        "kms",
+        "crypto",
+        "encrypt",
+        "--key-id",
+        foreign,
+        "--plaintext",
+        _b64(b"data"),
+        endpoint=other_vault.crypto_endpoint,
+    ).json["data"]
     assert own["key-id"] == foreign

@@ -109,14 +109,16 @@ def test_list_pagination(env: Env) -> None:
     assert sorted(seen) == sorted(created)
     assert len(seen) == len(set(seen))
 
-    everything = oci.pagination.list_call_get_all_results(env.sdk.bs.list_volumes, compartment_id=compartment,
-                                                          limit=2).data
+    everything = oci.pagination.list_call_get_all_results(
+        env.sdk.bs.list_volumes, compartment_id=compartment, limit=2
+    ).data
     assert [v.id for v in everything] == seen
     # Filters work together with paging.
     named = env.sdk.bs.list_volumes(compartment_id=compartment, display_name="page-3").data
     assert [v.id for v in named] == [created[3]]
-    ad = env.sdk.bs.list_volumes(compartment_id=compartment, availability_domain=env.sdk.ad(1),
-                                 lifecycle_state="AVAILABLE").data
+    ad = env.sdk.bs.list_volumes(
+        compartment_id=compartment, availability_domain=env.sdk.ad(1), lifecycle_state="AVAILABLE"
+    ).data
     assert sorted(v.id for v in ad) == sorted(created)
 
 
@@ -140,8 +142,11 @@ def test_update_name_and_grow(server: Any, env: Env) -> None:
     put(server, volume.id, image, 60 * GIB - 4 * KIB, payload(4 * KIB, "last"))
     verify(server, volume.id, image, size_gb=60)
 
-    expect_error(lambda: bs.update_volume(volume.id, oci.core.models.UpdateVolumeDetails(size_in_gbs=55)),
-                 400, "InvalidParameter")
+    expect_error(
+        lambda: bs.update_volume(volume.id, oci.core.models.UpdateVolumeDetails(size_in_gbs=55)),
+        400,
+        "InvalidParameter",
+    )
     after = bs.get_volume(volume.id).data
     assert after.size_in_gbs == 60
     assert after.display_name == "grown"
@@ -278,16 +283,27 @@ def test_clones(server: Any, env: Env) -> None:
     verify(server, source.id, image)
 
     # A clone can be larger than its source, never smaller (R4.4).
-    bigger = env.sdk.create_volume(env.compartment, name="clone-bigger", size_gb=70,
-                                   source=oci.core.models.VolumeSourceFromVolumeDetails(id=source.id))
+    bigger = env.sdk.create_volume(
+        env.compartment,
+        name="clone-bigger",
+        size_gb=70,
+        source=oci.core.models.VolumeSourceFromVolumeDetails(id=source.id),
+    )
     assert bigger.size_in_gbs == 70
     env.sdk.wait_hydrated(bigger.id)
     verify(server, bigger.id, image, size_gb=70)
     before = env.sdk.volume_ids(env.compartment)
     grown = env.sdk.create_volume(env.compartment, name="bigger-src", size_gb=60)
-    expect_error(lambda: env.sdk.create_volume(env.compartment, name="clone-smaller", size_gb=50,
-                                               source=oci.core.models.VolumeSourceFromVolumeDetails(id=grown.id)),
-                 400, "InvalidParameter")
+    expect_error(
+        lambda: env.sdk.create_volume(
+            env.compartment,
+            name="clone-smaller",
+            size_gb=50,
+            source=oci.core.models.VolumeSourceFromVolumeDetails(id=grown.id),
+        ),
+        400,
+        "InvalidParameter",
+    )
     assert env.sdk.volume_ids(env.compartment) == before | {grown.id}
     assert bs.get_volume(source.id).data.kms_key_id == env.k1
 
@@ -355,8 +371,7 @@ def test_backup_key_update(server: Any, env: Env) -> None:
     env.sdk.wait_hydrated(r1.id)
     verify(server, r1.id, image)
 
-    to_provider = bs.update_volume_backup(backup.id,
-                                          oci.core.models.UpdateVolumeBackupDetails(kms_key_id="")).data
+    to_provider = bs.update_volume_backup(backup.id, oci.core.models.UpdateVolumeBackupDetails(kms_key_id="")).data
     assert to_provider.kms_key_id is None  # D7
     assert bs.get_volume_backup(backup.id).data.kms_key_id is None
     r2 = env.sdk.restore(env.compartment, backup.id, kms_key_id=env.k1, name="after-provider")
@@ -382,22 +397,34 @@ def test_if_match(server: Any, env: Env) -> None:
     etag = got.headers["etag"]
     assert etag
 
-    expect_error(lambda: bs.update_volume(volume.id, oci.core.models.UpdateVolumeDetails(display_name="nope"),
-                                          if_match="wrong-etag"), 412, "NoEtagMatch")
+    expect_error(
+        lambda: bs.update_volume(
+            volume.id, oci.core.models.UpdateVolumeDetails(display_name="nope"), if_match="wrong-etag"
+        ),
+        412,
+        "NoEtagMatch",
+    )
     assert bs.get_volume(volume.id).data.display_name == "etag"
     expect_error(lambda: bs.delete_volume(volume.id, if_match="wrong-etag"), 412, "NoEtagMatch")
     assert bs.get_volume(volume.id).data.lifecycle_state == "AVAILABLE"
-    expect_error(lambda: bs.update_volume_kms_key(
-        volume.id, oci.core.models.UpdateVolumeKmsKeyDetails(kms_key_id=env.k2), if_match="wrong-etag"),
-        412, "NoEtagMatch")
+    expect_error(
+        lambda: bs.update_volume_kms_key(
+            volume.id, oci.core.models.UpdateVolumeKmsKeyDetails(kms_key_id=env.k2), if_match="wrong-etag"
+        ),
+        412,
+        "NoEtagMatch",
+    )
     assert bs.get_volume(volume.id).data.kms_key_id == env.k1
     verify(server, volume.id, image)
 
     ok = bs.update_volume(volume.id, oci.core.models.UpdateVolumeDetails(display_name="etag-ok"), if_match=etag)
     assert ok.data.display_name == "etag-ok"
     # The old etag is stale now.
-    expect_error(lambda: bs.update_volume(volume.id, oci.core.models.UpdateVolumeDetails(display_name="stale"),
-                                          if_match=etag), 412, "NoEtagMatch")
+    expect_error(
+        lambda: bs.update_volume(volume.id, oci.core.models.UpdateVolumeDetails(display_name="stale"), if_match=etag),
+        412,
+        "NoEtagMatch",
+    )
     assert bs.get_volume(volume.id).data.display_name == "etag-ok"
 
 
@@ -405,8 +432,12 @@ def test_retry_token(env: Env) -> None:
     """oci-wire §0.11: the same create with the same opc-retry-token gives the same volume, once."""
     compartment = env.sdk.new_compartment("retry")
     details = oci.core.models.CreateVolumeDetails(
-        compartment_id=compartment, availability_domain=env.sdk.ad(1), display_name="idem", size_in_gbs=50,
-        kms_key_id=env.k1)
+        compartment_id=compartment,
+        availability_domain=env.sdk.ad(1),
+        display_name="idem",
+        size_in_gbs=50,
+        kms_key_id=env.k1,
+    )
     token = "blockvaultE2eRetryToken0123456789"[:30]
     first = env.sdk.bs.create_volume(details, opc_retry_token=token).data
     second = env.sdk.bs.create_volume(details, opc_retry_token=token).data
