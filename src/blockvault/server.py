@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from blockvault.db.engine import make_engine, sqlite_url, upgrade
 from blockvault.iam import signing
 from blockvault.iam.authz import Authorizer
 from blockvault.iam.service import IdentityService
+from blockvault.nbd import runtime as nbd_runtime
 from blockvault.vault.keystore.software import SoftwareKeystore, load_or_create_root_key
 from blockvault.vault.service import VaultService
 
@@ -99,6 +101,7 @@ class Server:
         )
         self.app: Starlette = create_app(self.services)
         self._stop = threading.Event()
+        self._stop_nbd: Callable[[], None] | None = None
         self._reaper = threading.Thread(target=self._reap, name="key-reaper", daemon=True)
 
     def _bootstrap(self) -> Bootstrap:
@@ -174,6 +177,7 @@ class Server:
             region.vault.process_deletions()
             region.runner.start()
         self._reaper.start()
+        self._stop_nbd = nbd_runtime.start(self)
 
     def _reap(self) -> None:
         while not self._stop.wait(10.0):
@@ -185,6 +189,8 @@ class Server:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._stop_nbd is not None:
+            self._stop_nbd()
         for region in self.regions.values():
             region.runner.stop()
             region.blockstorage.close()

@@ -10,12 +10,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount
 
-from blockvault.api import admin, core, identity, kms
+from blockvault.api import admin, attach, core, identity, kms
 from blockvault.api.services import AppServices
 
 
 def region_routes() -> list[BaseRoute]:
-    return [*core.routes, *identity.routes, *kms.routes, *admin.routes]
+    return [*core.routes, *identity.routes, *kms.routes, *admin.routes, *attach.routes]
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:

@@ -32,7 +32,7 @@ from blockvault.cli.client import (
     GlobalOptions,
     WaitTimeout,
 )
-from blockvault.cli.commands import admin, bv, data, kms
+from blockvault.cli.commands import admin, attach, bv, data, iam, kms
 from blockvault.cli.output import Output
 from blockvault.errors import BlockvaultError
 
@@ -120,6 +120,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     kms.register(sub)
     data.register(sub)
     admin.register(sub)
+    attach.register(sub)
+    iam.register(sub)
     if command_word(argv) == _SERVE:
         # Imported only when asked for: the server pulls in the whole service stack. Written by the server's
         # owners; if it is not there, `serve` is simply not a command.

@@ -66,6 +66,40 @@ api_keys = Table(
     Column("time_created", String, nullable=False),
 )
 
+groups = Table(
+    "groups",
+    identity_metadata,
+    Column("id", String, primary_key=True),
+    Column("tenancy_id", String, ForeignKey("tenancies.id"), nullable=False),
+    Column("name", String, nullable=False, unique=True),
+    Column("description", Text, nullable=False, default=""),
+    Column("state", String, nullable=False),
+    Column("time_created", String, nullable=False),
+)
+
+memberships = Table(
+    "memberships",
+    identity_metadata,
+    Column("id", String, primary_key=True),
+    Column("user_id", String, ForeignKey("users.id"), nullable=False, index=True),
+    Column("group_id", String, ForeignKey("groups.id"), nullable=False, index=True),
+    Column("state", String, nullable=False),
+    Column("time_created", String, nullable=False),
+)
+
+policies = Table(
+    "policies",
+    identity_metadata,
+    Column("id", String, primary_key=True),
+    Column("compartment_id", String, nullable=False, index=True),
+    Column("name", String, nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("statements", Text, nullable=False),  # JSON array of statement strings, as given
+    Column("version_date", String, nullable=True),
+    Column("state", String, nullable=False),
+    Column("time_created", String, nullable=False),
+)
+
 # --- region ------------------------------------------------------------------------------------------------------
 
 vaults = Table(
@@ -193,6 +227,25 @@ jobs = Table(
     Column("time_finished", String, nullable=True),
 )
 Index("ix_jobs_state", jobs.c.state)
+
+# Volume attachments (NBD exports): one row per attachment; the credential is stored wrapped, never in the clear.
+attachments = Table(
+    "attachments",
+    region_metadata,
+    Column("id", String, primary_key=True),
+    Column("volume_id", String, nullable=False, index=True),
+    Column("kind", String, nullable=False),  # volume | bootvolume
+    Column("compartment_id", String, nullable=False),
+    Column("display_name", String, nullable=False),
+    Column("state", String, nullable=False),  # ATTACHING | ATTACHED | DETACHING | DETACHED
+    Column("export_name", String, nullable=False, unique=True),
+    Column("transport", String, nullable=False),  # plain | tls-psk
+    Column("psk_identity", String, nullable=True),
+    Column("credential", LargeBinary, nullable=True),  # wrapped PSK
+    Column("key_version_id", String, nullable=True),  # what wrapped the credential
+    Column("is_read_only", Boolean, nullable=False, default=False),
+    Column("time_created", String, nullable=False),
+)
 
 retry_tokens = Table(
     "retry_tokens",
