@@ -18,6 +18,7 @@ from blockvault.backup.format import (
     FLAG_ZSTD,
     HEADER_SIZE,
     MANIFEST_MAGIC,
+    MAX_CHUNK_SIZE,
     UNIT_SIZE,
     BackupKind,
     Manifest,
@@ -159,7 +160,7 @@ def test_chunk_compression_flag_follows_the_data() -> None:
     assert len(_seal(noise)) == HEADER_SIZE + CHUNK_SIZE + 16
 
 
-@pytest.mark.parametrize("bad", [b"", bytes(CHUNK_SIZE * 4 + 1)])
+@pytest.mark.parametrize("bad", [b"", bytes(MAX_CHUNK_SIZE + 1)])
 def test_chunk_size_limits(bad: bytes) -> None:
     with pytest.raises(ValueError):
         _seal(bad)
@@ -332,7 +333,7 @@ def test_hand_sealed_chunk_matches_the_codec() -> None:
     [
         b"not a zstd frame",
         zstandard.ZstdCompressor(write_content_size=False).compress(b"a" * 1000),  # size not recorded
-        zstandard.ZstdCompressor().compress(b"a" * (4 * CHUNK_SIZE + 1)),  # bomb: larger than any chunk
+        zstandard.ZstdCompressor().compress(b"a" * (MAX_CHUNK_SIZE + 1)),  # bomb: larger than any chunk
         zstandard.ZstdCompressor().compress(b""),  # empty chunk
         zstandard.ZstdCompressor().compress(b"a" * 1000) + b"trailing",
     ],

@@ -142,12 +142,12 @@ SIZE = 8 * CHUNK_SIZE + 3 * UNIT_SIZE
 
 def _populated() -> FakeVolume:
     vol = FakeVolume(SIZE)
-    for unit in range(0, 16):  # chunk 0: all text
+    for unit in range(0, UPC):  # chunk 0: all text
         vol.write(unit, _text_unit(unit))
-    vol.write(17, _random_unit(17))  # chunk 1: one random unit, rest holes
+    vol.write(UPC + 1, _random_unit(17))  # chunk 1: one random unit, rest holes
     vol.write(2 * UPC + 5, bytes(UNIT_SIZE))  # chunk 2: allocated but all zeros -> never stored
     vol.write(4 * UPC, _text_unit(64))  # chunk 4
-    vol.write(4 * UPC + 15, _random_unit(79))
+    vol.write(4 * UPC + UPC - 1, _random_unit(79))
     vol.write(8 * UPC + 1, _text_unit(129))  # chunk 8 (short)
     return vol  # chunks 3, 5, 6, 7: unallocated holes
 
@@ -195,7 +195,7 @@ def test_incremental_writes_only_changed_chunks(store: MemoryObjectStore) -> Non
     assert {e.chunk_index: e.dek_id for e in inc.entries} == {0: INC_ID, 1: FULL_ID, 4: FULL_ID, 6: INC_ID, 8: FULL_ID}
     assert dek_ids(inc) == {FULL_ID, INC_ID}
     # chunk 2 (allocated zeros, absent from the parent) is re-read; unchanged stored chunks are not.
-    assert sorted(snap2.reads) == [*range(16), 2 * UPC + 5, 6 * UPC + 2]
+    assert sorted(snap2.reads) == [*range(UPC), 2 * UPC + 5, 6 * UPC + 2]
     assert _restore(store, full) == snap1.image()
     assert _restore(store, inc) == snap2.image()
 
@@ -217,8 +217,8 @@ def test_incremental_of_an_incremental_and_unchanged_volume(store: MemoryObjectS
 def test_trim_in_an_otherwise_unchanged_chunk_is_seen(store: MemoryObjectStore) -> None:
     vol = _populated()
     full = _backup(store, vol.snapshot(), FULL_ID, "FULL", None).manifest
-    vol.trim(4 * UPC + 15)  # chunk 4 keeps unit 64 unchanged (seq <= parent); only the unit mask reveals the trim
-    vol.trim(17)  # chunk 1 becomes empty: a hole, neither written nor inherited
+    vol.trim(4 * UPC + UPC - 1)  # chunk 4 keeps unit 64 unchanged (seq <= parent); only the unit mask reveals the trim
+    vol.trim(UPC + 1)  # chunk 1 becomes empty: a hole, neither written nor inherited
     snap = vol.snapshot()
     result = _backup(store, snap, INC_ID, "INCREMENTAL", full)
     assert [(e.chunk_index, e.dek_id) for e in result.manifest.entries] == [(0, FULL_ID), (4, INC_ID), (8, FULL_ID)]
@@ -337,17 +337,31 @@ class FaultyStore(MemoryObjectStore):
     def __init__(self, *, fail_put: int | None = None, fail_delete: bool = False) -> None:
         super().__init__()
         self.fail_put, self.fail_delete, self.puts = fail_put, fail_delete, 0
+        self.events: list[str] = []
 
-    def put(self, name: str, data: bytes) -> None:
+    def put(self, name: str, data: bytes, *, durable: bool = True) -> None:
         self.puts += 1
         if self.puts == self.fail_put:
             raise Unavailable(dependency="faulty store")
-        super().put(name, data)
+        super().put(name, data, durable=durable)
+        self.events.append(f"{'put' if durable else 'put-deferred'} {name.split('/')[0]}")
+
+    def sync(self) -> None:
+        self.events.append("sync")
 
     def delete(self, name: str) -> None:
         if self.fail_delete and name.startswith("chunks/"):
             raise Unavailable(dependency="faulty store")
         super().delete(name)
+
+
+def test_chunks_are_made_durable_before_the_manifest_commits() -> None:
+    store = FaultyStore()
+    _backup(store, _populated().snapshot(), FULL_ID, "FULL", None)
+    last_chunk = max(i for i, e in enumerate(store.events) if e.startswith("put-deferred chunks"))
+    sync = store.events.index("sync")
+    assert last_chunk < sync < store.events.index("put manifests")
+    assert store.events[-1] == "put manifests"
 
 
 def test_crash_during_delete_leaves_garbage_never_a_dangling_manifest() -> None:
@@ -559,7 +573,7 @@ def test_planner_rejects_unsorted_or_out_of_range_units() -> None:
     with pytest.raises(ValueError, match="sorted"):
         plan_backup([(2, 1), (1, 1)], size=CHUNK_SIZE, seq=5, volume_id=VOLUME, kind="FULL", parent=None)
     with pytest.raises(ValueError, match="sorted"):
-        plan_backup([(16, 1)], size=CHUNK_SIZE, seq=5, volume_id=VOLUME, kind="FULL", parent=None)
+        plan_backup([(UPC, 1)], size=CHUNK_SIZE, seq=5, volume_id=VOLUME, kind="FULL", parent=None)
     with pytest.raises(ValueError, match="seq"):
         plan_backup([(0, 6)], size=CHUNK_SIZE, seq=5, volume_id=VOLUME, kind="FULL", parent=None)
 

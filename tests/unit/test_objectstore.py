@@ -271,3 +271,25 @@ def test_local_os_errors_on_read_are_unavailable(tmp_path: Path, monkeypatch: py
         patched.setattr(os, "fstat", broken_fstat)
         with pytest.raises(Unavailable):
             store.get("k")
+
+
+def test_deferred_put_is_atomic_and_sync_makes_it_durable(store: ObjectStore) -> None:
+    store.put("chunks/b/0001", b"first", durable=False)
+    store.put("chunks/b/0001", b"second", durable=False)
+    assert store.get("chunks/b/0001") == b"second"
+    store.sync()
+    assert store.list("chunks/") == ["chunks/b/0001"]
+
+
+def test_local_deferred_put_skips_fsync_and_sync_flushes_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = LocalObjectStore(tmp_path)
+    calls: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real_fsync(fd))[1])
+    for i in range(5):
+        store.put(f"chunks/b/{i:04d}", b"x" * 100, durable=False)
+    deferred = len(calls)
+    store.put("manifests/b", b"m")
+    assert deferred <= 2  # at most the new directories' entries, never one per object
+    assert len(calls) > deferred  # the durable put fsyncs its file and directory
+    store.sync()

@@ -121,6 +121,13 @@ def _zeros(length: int) -> bytes:
 
 
 def _read_chunk(source: UnitSource, write: ChunkWrite) -> bytearray:
+    read_range = getattr(source, "read", None)
+    if read_range is not None and len(write.units) > 1:
+        # One ranged read (one map query, one preadv) instead of one per unit; holes read as zeros either way.
+        data = read_range(write.offset, write.length)
+        if len(data) != write.length:
+            raise ValueError(f"read({write.offset}, {write.length}) returned {len(data)} bytes")
+        return bytearray(data)
     buf = bytearray(write.length)
     for unit in write.units:
         data = source.read_unit(unit)
@@ -215,7 +222,7 @@ def write_backup(
             blob = sealed.result()
             name = chunk_object_name(backup_id, write.chunk_index)
             entry = ManifestEntry(write.chunk_index, name, backup_id, len(blob), write.unit_mask, blob[-TAG_SIZE:])
-            putting.append((entry, io_pool.submit(store.put, name, blob)))
+            putting.append((entry, io_pool.submit(store.put, name, blob, durable=False)))
             settle_puts(put_cap)
 
     # Two stages so that CPU work never waits on storage latency (a LocalObjectStore put is two fsyncs, ~3 ms per
@@ -262,7 +269,8 @@ def write_backup(
         entries=entries,
     )
     blob = seal_manifest(aead, manifest, random)
-    store.put(manifest_name, blob)  # W1: the commit point, after every chunk put above has returned
+    store.sync()  # W1: every chunk durable (one syncfs for all of them) ...
+    store.put(manifest_name, blob)  # ... before the commit point
     return BackupResult(
         manifest=manifest,
         bytes_stored=sum(e.stored_length for e in written) + len(blob),

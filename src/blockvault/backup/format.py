@@ -72,7 +72,7 @@ BackupKind = Literal["FULL", "INCREMENTAL"]
 UNIT_SIZE: Final = 65536
 # 1 MiB chunks: 16 units. Large enough that per-object overhead (33 bytes, one PUT, one manifest entry) is noise, small
 # enough that a scattered 64 KiB write re-uploads at most 1 MiB.
-CHUNK_SIZE: Final = 16 * UNIT_SIZE
+CHUNK_SIZE: Final = 4 * UNIT_SIZE
 # Upper bound on a manifest's chunk_size: bounds the decompressed size of a chunk (no zstd bomb can exceed it) and keeps
 # unit_mask within 64 bits.
 MAX_CHUNK_SIZE: Final = 64 * UNIT_SIZE
@@ -339,14 +339,18 @@ class Manifest:
 
     def _check_entries(self) -> None:
         last_index = -1
+        chunk_count = self.chunk_count
+        checked: set[str] = set()  # DEK ids repeat across entries; validate each once
         for entry in self.entries:
             if not isinstance(entry, ManifestEntry):
                 raise ValueError("entries must be ManifestEntry values")
             index = entry.chunk_index
-            if not _is_int(index) or not last_index < index < self.chunk_count:
-                raise ValueError(f"chunk indexes must be strictly increasing and below {self.chunk_count}")
+            if not _is_int(index) or not last_index < index < chunk_count:
+                raise ValueError(f"chunk indexes must be strictly increasing and below {chunk_count}")
             last_index = index
-            check_id(entry.dek_id, "dek_id")
+            if entry.dek_id not in checked:
+                check_id(entry.dek_id, "dek_id")
+                checked.add(entry.dek_id)
             if self.kind == "FULL" and entry.dek_id != self.backup_id:
                 raise ValueError("a FULL backup references only chunks it wrote")
             # v1 names are derived, not chosen: this makes a forged entry pointing elsewhere invalid even before

@@ -134,8 +134,14 @@ class JobRunner:
         )
         self.repo.save(job)
 
+        last = [0.0, time.monotonic()]
+
         def progress(percent: float) -> None:
-            self.repo.save(replace(job, percent_complete=round(percent, 1)))
+            # Each save is a durable commit: report at most every tenth of the work or every half second.
+            now = time.monotonic()
+            if percent - last[0] >= 10.0 or now - last[1] >= 0.5:
+                last[:] = [percent, now]
+                self.repo.save(replace(job, percent_complete=round(percent, 1)))
 
         try:
             handler(job, progress)

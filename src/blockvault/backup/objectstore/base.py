@@ -93,14 +93,19 @@ class ObjectStore(Protocol):
       transient, and no third-party exception escapes an adapter.
     """
 
-    def put(self, name: str, data: bytes) -> None:
+    def put(self, name: str, data: bytes, *, durable: bool = True) -> None:
         """Save stores `data` under `name`, replacing any existing object of that name.
 
         Atomic: a concurrent or later reader sees either the complete old object (or none) or the complete new one,
         never a prefix or a mix; if `put` raises, the old state is unchanged. Durable: when `put` returns, the object
         survives a crash of this process or of the machine. The backup format's commit point (manifest after chunks)
-        depends on both properties.
+        depends on both properties. With `durable=False` the object is atomic but may be lost in a crash until the
+        next `sync()` returns: many small puts then cost one flush instead of one each.
         """
+        ...
+
+    def sync(self) -> None:
+        """Make every put that returned before this call durable."""
         ...
 
     def get(self, name: str, *, offset: int = 0, length: int | None = None) -> bytes:

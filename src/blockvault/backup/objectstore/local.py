@@ -12,9 +12,11 @@ which `validate_name` reserves, so `list` can skip them and a crash leaves at wo
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from blockvault.backup.objectstore.base import ObjectMissing, validate_name, validate_prefix
@@ -24,6 +26,18 @@ __all__ = ["LocalObjectStore"]
 
 # A concurrent delete may prune the directory between our mkdir and mkstemp; a few retries settle that race.
 _DIR_RACE_RETRIES = 3
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn: Callable[[int], int] = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    return fn
+
+
+_syncfs = _load_syncfs()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -75,7 +89,17 @@ class LocalObjectStore:
             else:
                 _fsync_dir(parent)
 
-    def put(self, name: str, data: bytes) -> None:
+    def sync(self) -> None:
+        """syncfs(2) on the store's file system: one flush for every deferred put (and directory entry)."""
+        with self._io():
+            fd = os.open(self._root, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                if _syncfs is None or _syncfs(fd) != 0:
+                    os.sync()
+            finally:
+                os.close(fd)
+
+    def put(self, name: str, data: bytes, *, durable: bool = True) -> None:
         path = self._path(name)
         with self._io():
             for attempt in range(_DIR_RACE_RETRIES):
@@ -91,7 +115,8 @@ class LocalObjectStore:
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(data)
                     handle.flush()
-                    os.fsync(handle.fileno())
+                    if durable:
+                        os.fsync(handle.fileno())
                 if path.is_dir():
                     raise ValueError(f"object name {name!r} is already a prefix of other objects")
                 os.replace(tmp, path)
@@ -99,7 +124,8 @@ class LocalObjectStore:
                 with contextlib.suppress(OSError):
                     tmp.unlink()
                 raise
-            _fsync_dir(path.parent)
+            if durable:
+                _fsync_dir(path.parent)
 
     def get(self, name: str, *, offset: int = 0, length: int | None = None) -> bytes:
         path = self._path(name)

@@ -24,7 +24,10 @@ class MemoryObjectStore:
         self._dirs: Counter[str] = Counter()  # prefix -> number of objects below it, to enforce the "a" vs "a/b" rule
         self._lock = threading.Lock()
 
-    def put(self, name: str, data: bytes) -> None:
+    def sync(self) -> None:
+        """Nothing to do: memory has no crash to survive."""
+
+    def put(self, name: str, data: bytes, *, durable: bool = True) -> None:
         validate_name(name)
         blob = bytes(data)  # a caller's later mutation of a bytearray must not change the stored object
         with self._lock:
