@@ -10,6 +10,7 @@ from pathlib import Path
 from blockvault.errors import InvalidArgument
 
 DEFAULT_PORT = 8080
+DEFAULT_NBD_PORT = 10809  # IANA "nbd"
 AD_PREFIX = "bvlt"
 
 
@@ -52,6 +53,8 @@ class Settings:
     allow_clock_control: bool = False
     root_key_b64: str | None = field(default=None, repr=False)
     log_level: str = "info"
+    nbd_host: str = "127.0.0.1"  # NBD listen address; plaintext exports are served only to loopback peers
+    nbd_port: int = DEFAULT_NBD_PORT  # 0: no NBD server
 
     @property
     def base_url(self) -> str:
@@ -76,6 +79,16 @@ class Settings:
         if clock is None:
             clock = parse_bool("BLOCKVAULT_ALLOW_CLOCK_CONTROL", env.get("BLOCKVAULT_ALLOW_CLOCK_CONTROL", ""))
         host = str(overrides.pop("host", None) or env.get("BLOCKVAULT_HOST") or "127.0.0.1")
+        nbd_port_text = overrides.pop("nbd_port", None)
+        if nbd_port_text is None:
+            nbd_port_text = env.get("BLOCKVAULT_NBD_PORT") or DEFAULT_NBD_PORT
+        try:
+            nbd_port = int(str(nbd_port_text))
+        except ValueError as exc:
+            raise InvalidArgument(field="nbd_port", reason=f"{nbd_port_text!r} is not a port number") from exc
+        if not 0 <= nbd_port <= 65535:
+            raise InvalidArgument(field="nbd_port", reason=f"{nbd_port} is not a port number")
+        nbd_host = str(overrides.pop("nbd_host", None) or env.get("BLOCKVAULT_NBD_HOST") or "127.0.0.1")
         return cls(
             data_dir=data_dir.expanduser().resolve(),
             host=host,
@@ -83,4 +96,6 @@ class Settings:
             allow_clock_control=bool(clock),
             root_key_b64=env.get("BLOCKVAULT_ROOT_KEY") or None,
             public_host=env.get("BLOCKVAULT_PUBLIC_HOST") or None,
+            nbd_host=nbd_host,
+            nbd_port=nbd_port,
         )

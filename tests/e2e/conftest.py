@@ -71,6 +71,7 @@ class Server:
     port: int
     process: subprocess.Popen[bytes]
     discovery: dict[str, Any]
+    nbd_port: int = 0  # every test server gets its own free NBD port (serve --nbd-port)
 
     @property
     def config_file(self) -> str:
@@ -130,8 +131,9 @@ class Server:
         return dict(oci.config.from_file(self.config_file))
 
 
-def start_server(data_dir: Path, port: int | None = None) -> Server:
+def start_server(data_dir: Path, port: int | None = None, nbd_port: int | None = None) -> Server:
     port = port or _free_port()
+    nbd_port = nbd_port or _free_port()
     log = open(data_dir.parent / f"serve-{port}.log", "ab")  # noqa: SIM115 - lives as long as the process
     env = {k: v for k, v in os.environ.items() if not k.startswith("BLOCKVAULT_")}
     process = subprocess.Popen(
@@ -145,6 +147,8 @@ def start_server(data_dir: Path, port: int | None = None) -> Server:
             "--port",
             str(port),
             "--allow-clock-control",
+            "--nbd-port",
+            str(nbd_port),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -163,7 +167,7 @@ def start_server(data_dir: Path, port: int | None = None) -> Server:
         process.kill()
         raise AssertionError("blockvault serve did not listen within 60 s")
     discovery = json.loads((data_dir / "blockvault.json").read_text())
-    return Server(data_dir, port, process, discovery)
+    return Server(data_dir, port, process, discovery, nbd_port)
 
 
 def stop_server(server: Server, *, kill: bool = False) -> None:

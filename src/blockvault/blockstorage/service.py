@@ -29,6 +29,7 @@ from blockvault import ids
 from blockvault.backup import engine as backup_engine
 from blockvault.backup.objectstore.base import ObjectStore
 from blockvault.blockstorage import jobs as jobmod
+from blockvault.blockstorage.attachments import AttachmentService
 from blockvault.blockstorage.model import (
     AVAILABLE,
     CREATING,
@@ -109,6 +110,10 @@ class BlockStorageService:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._opening: dict[str, threading.Lock] = {}
+        # Bumped on every change that can make a data session's cached checks stale (key state, a volume's key,
+        # a detach): sessions re-validate only when it moved (blockstorage/attachments.py).
+        self._generation = 0
+        self.attachments = AttachmentService(self, random=random)
         vault.subscribe(self._on_key_change)
         for op, handler, on_fail in (
             ("CreateVolume", self._job_create, self._fail_volume),
@@ -191,6 +196,7 @@ class BlockStorageService:
 
     def _on_key_change(self, key_id: str, state: str) -> None:
         """D1: drop plaintext DEKs at once; D2: a destroyed key leaves what only it protected FAULTY."""
+        self.bump_generation()  # first: a request starting after this returns re-checks the key (nbd.md K1)
         with self._cond:
             for volume_id, lease in list(self._leases.items()):
                 lease.stale = True
@@ -207,6 +213,29 @@ class BlockStorageService:
                 for backup in self.backups.find(tables.backups.c.kms_key_id == key_id, conn=conn):
                     if backup.state != TERMINATED:
                         self.backups.save(replace(backup, state=FAULTY, faulty_reason=reason), conn)
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def bump_generation(self) -> None:
+        with self._lock:
+            self._generation += 1
+
+    @contextmanager
+    def lease(self, volume: Volume) -> Iterator[VolumeStore]:
+        """Like _using without asking the key state: for callers that validated it themselves (data sessions)."""
+        lease = self._acquire(volume)
+        try:
+            yield lease.store
+        finally:
+            self._release(volume.id, lease)
+
+    def has_clone_source(self, volume_id: str) -> bool:
+        """Whether the volume's open store reads through to a clone source (units it lacks are not zeros)."""
+        with self._lock:
+            lease = self._leases.get(volume_id)
+            return lease is not None and lease.source is not None
 
     @staticmethod
     def _close(lease: _Lease) -> None:
@@ -507,6 +536,9 @@ class BlockStorageService:
         )
         if clones:
             raise IncorrectState(kind=kind, ident=volume_id, state="CLONE_HYDRATING", allowed=[AVAILABLE])
+        if self.attachments.active(volume_id):
+            # Permanent until someone detaches: 409 Conflict, which the CLI does not retry.
+            raise Conflict(kind=kind, ident=volume_id, reason="it is attached; detach it first")
         job = self.runner.new("DeleteVolume", volume.id, volume.compartment_id)
         updated = replace(volume, state=TERMINATING)
         with self._engine.begin() as conn:
@@ -568,6 +600,7 @@ class BlockStorageService:
         new = self.vault.rewrap(volume.wrapped, volume.dek_context(), key_id)
         updated = replace(volume, kms_key_id=new.key_id, key_version_id=new.key_version_id, wrapped_dek=new.blob)
         self.volumes.save(updated, expect={"wrapped_dek": volume.wrapped_dek, "state": AVAILABLE})
+        self.bump_generation()  # data sessions cached the old kmsKeyId
         return updated
 
     # --- backups ----------------------------------------------------------------------------------------------

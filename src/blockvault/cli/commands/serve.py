@@ -26,6 +26,17 @@ def register(sub: Any) -> None:
         "--host", default=argparse.SUPPRESS, help="listen address (env BLOCKVAULT_HOST; default 127.0.0.1)"
     )
     serve.add_argument(
+        "--nbd-port",
+        type=int,
+        default=argparse.SUPPRESS,
+        help="NBD port (env BLOCKVAULT_NBD_PORT; default 10809; 0 turns NBD off)",
+    )
+    serve.add_argument(
+        "--nbd-host",
+        default=argparse.SUPPRESS,
+        help="NBD listen address (env BLOCKVAULT_NBD_HOST; default 127.0.0.1; plaintext is served to loopback only)",
+    )
+    serve.add_argument(
         "--allow-clock-control",
         action="store_true",
         default=argparse.SUPPRESS,
@@ -59,8 +70,13 @@ def banner(server: Any) -> str:
         " --wait-for-state AVAILABLE",
         "  blockvault bv volume list        # our CLI finds this server and its credentials by itself",
         "  blockvault volume write <volume-id> --from-file disk.img",
-        "",
     ]
+    if settings.nbd_port:
+        lines += [
+            f"  blockvault volume attach <volume-id>   # NBD on {settings.nbd_host}:{settings.nbd_port}",
+            "  qemu-img info nbd://127.0.0.1:<port>/<exportName>",
+        ]
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -70,7 +86,7 @@ def cmd_serve(args: argparse.Namespace, ctx: Any = None) -> int:
     from blockvault.server import Server
 
     overrides: dict[str, object] = {}
-    for name in ("data_dir", "port", "host", "allow_clock_control"):
+    for name in ("data_dir", "port", "host", "allow_clock_control", "nbd_port", "nbd_host"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value

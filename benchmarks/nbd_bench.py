@@ -1,0 +1,294 @@
+"""NBD speed against the anchors, one command, one run, same machine:
+
+    .venv/bin/python benchmarks/nbd_bench.py [--size-mib 1024] [--rand-ops 20000] [--workdir DIR]
+
+(a) blockvault (`blockvault serve`, a fresh 50 GB volume, plaintext loopback attachment)
+(b) qemu-nbd serving a raw file          (c) qemu-nbd serving a qemu LUKS image (qemu-img create -f luks)
+(d) nbdkit file                          (e) nbdkit file --filter=luks (on a qemu-made LUKS image)
+
+Sequential: nbdcopy --request-size=1M --flush of SIZE bytes of random data into the export, then the same
+bytes back with qemu-img dd bs=1M (reads include writing them to a file in the work dir).
+Random: qemu-io `aio_write`/`aio_read`, 4 KiB at random aligned offsets, 64 in flight. Also the machine's
+durable write ceiling: pwrite 1 MiB + fsync at the end, into a file in the work dir. Prints MB/s and IOPS with
+ratios to (c), (e) and the faster of the two LUKS servers. Needs qemu-utils, libnbd-bin, nbdkit (scripts/setup).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MIB = 1 << 20
+SECRET = "benchmark-passphrase"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def timed(cmd: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return time.perf_counter() - start
+
+
+def seq(uri: str, src: Path, size: int) -> tuple[float, float]:
+    w = timed(["nbdcopy", "--request-size=1048576", "--flush", str(src), uri])
+    # Read back exactly `size` bytes in 1 MiB requests (this nbdcopy has no --length; qemu-img dd has count=).
+    out = src.with_name("readback.img")
+    r = timed(["qemu-img", "dd", "-f", "raw", "-O", "raw", "bs=1M", f"count={size // MIB}", f"if={uri}", f"of={out}"])
+    out.unlink()
+    return size / w / 1e6, size / r / 1e6
+
+
+def rand_io(uri: str, ops: int, span: int, seed: int = 7) -> tuple[float, float]:
+    rng = random.Random(seed)
+    offsets = [rng.randrange(0, span // 4096) * 4096 for _ in range(ops)]
+    out = []
+    for verb in ("aio_write", "aio_read"):
+        # qemu-io aio_* queues one request per command; aio_flush every 64 drains the queue (queue depth 64).
+        cmds: list[str] = []
+        for i, off in enumerate(offsets):
+            cmds += ["-c", f"{verb} -q {off} 4k"]
+            if i % 64 == 63:
+                cmds += ["-c", "aio_flush"]
+        cmds += ["-c", "aio_flush"]
+        seconds = timed(["qemu-io", "-f", "raw", *cmds, uri])
+        out.append(ops / seconds)
+    return out[0], out[1]
+
+
+def ceiling(path: Path, size: int) -> float:
+    buf = os.urandom(MIB)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    start = time.perf_counter()
+    for i in range(size // MIB):
+        os.pwrite(fd, buf, i * MIB)
+    os.fsync(fd)
+    seconds = time.perf_counter() - start
+    os.close(fd)
+    path.unlink()
+    return size / seconds / 1e6
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size-mib", type=int, default=1024)
+    ap.add_argument("--rand-ops", type=int, default=20000)
+    ap.add_argument("--workdir")
+    args = ap.parse_args()
+    for tool in ("nbdcopy", "qemu-img", "qemu-io", "qemu-nbd", "nbdkit"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} missing: run scripts/setup")
+    size = args.size_mib * MIB
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="nbdbench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    src = work / "src.img"
+    with src.open("wb") as fh:
+        for _ in range(args.size_mib):
+            fh.write(os.urandom(MIB))
+    disk = 2 * size
+    results: dict[str, dict[str, float]] = {}
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def serve(cmd: list[str], port: int) -> None:
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_port(port)
+
+    def stop_all() -> None:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=30)
+        procs.clear()
+
+    def measure(name: str, uri: str) -> None:
+        w, r = seq(uri, src, size)
+        rw, rr = rand_io(uri, args.rand_ops, min(disk, 1 << 30))
+        results[name] = {"seq_write_MBps": w, "seq_read_MBps": r, "rand_write_iops": rw, "rand_read_iops": rr}
+        print(
+            f"{name:<28} write {w:8.1f} MB/s  read {r:8.1f} MB/s  4k write {rw:8.0f} IOPS  4k read {rr:8.0f} IOPS",
+            flush=True,
+        )
+
+    secret = work / "secret.txt"
+    secret.write_text(SECRET)
+    try:
+        # (a) blockvault
+        port, nbd_port = free_port(), free_port()
+        data_dir = work / "bv"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BLOCKVAULT_")}
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "blockvault",
+                    "serve",
+                    "--data-dir",
+                    str(data_dir),
+                    "--port",
+                    str(port),
+                    "--nbd-port",
+                    str(nbd_port),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=env,
+            )
+        )
+        wait_port(port)
+        wait_port(nbd_port)
+        cli_env = {**env, "BLOCKVAULT_DATA_DIR": str(data_dir)}
+
+        def bv(*a: str) -> dict[str, object]:
+            out = subprocess.run(
+                [sys.executable, "-m", "blockvault", *a], env=cli_env, check=True, capture_output=True, text=True
+            ).stdout
+            return dict(json.loads(out)["data"])
+
+        tenancy = json.loads((data_dir / "blockvault.json").read_text())["tenancyId"]
+        vol = bv(
+            "bv",
+            "volume",
+            "create",
+            "--compartment-id",
+            tenancy,
+            "--availability-domain",
+            "bvlt:US-ASHBURN-AD-1",
+            "--size-in-gbs",
+            "50",
+            "--wait-for-state",
+            "AVAILABLE",
+        )
+        att = bv("volume", "attach", str(vol["id"]))
+        measure("(a) blockvault", str(att["uri"]))
+        stop_all()
+        # (b) qemu-nbd raw
+        raw = work / "raw.img"
+        subprocess.run(["qemu-img", "create", "-f", "raw", str(raw), str(disk)], check=True, capture_output=True)
+        port = free_port()
+        serve(
+            [
+                "qemu-nbd",
+                "--persistent",
+                "-f",
+                "raw",
+                "-p",
+                str(port),
+                "-b",
+                "127.0.0.1",
+                "-x",
+                "x",
+                "--cache=none",
+                "--aio=native",
+                "-e",
+                "8",
+                str(raw),
+            ],
+            port,
+        )
+        measure("(b) qemu-nbd raw", f"nbd://127.0.0.1:{port}/x")
+        stop_all()
+        # (c) qemu-nbd LUKS
+        luks = work / "luks.img"
+        subprocess.run(
+            [
+                "qemu-img",
+                "create",
+                "--object",
+                f"secret,id=s0,file={secret}",
+                "-f",
+                "luks",
+                "-o",
+                "key-secret=s0,iter-time=10",
+                str(luks),
+                str(disk),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        port = free_port()
+        serve(
+            [
+                "qemu-nbd",
+                "--persistent",
+                "--object",
+                f"secret,id=s0,file={secret}",
+                "--image-opts",
+                "-p",
+                str(port),
+                "-b",
+                "127.0.0.1",
+                "-x",
+                "x",
+                "-e",
+                "8",
+                f"driver=luks,key-secret=s0,file.filename={luks}",
+            ],
+            port,
+        )
+        measure("(c) qemu-nbd luks", f"nbd://127.0.0.1:{port}/x")
+        stop_all()
+        # (d) nbdkit file
+        port = free_port()
+        serve(["nbdkit", "-f", "-i", "127.0.0.1", "-p", str(port), "file", str(raw)], port)
+        measure("(d) nbdkit file", f"nbd://127.0.0.1:{port}/")
+        stop_all()
+        # (e) nbdkit file --filter=luks
+        port = free_port()
+        serve(
+            [
+                "nbdkit",
+                "-f",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "--filter=luks",
+                "file",
+                str(luks),
+                f"passphrase=+{secret}",
+            ],
+            port,
+        )
+        measure("(e) nbdkit file+luks", f"nbd://127.0.0.1:{port}/")
+        stop_all()
+    finally:
+        stop_all()
+    ceil = ceiling(work / "ceiling.bin", size)
+    print(f"durable write ceiling (pwrite 1 MiB + fsync): {ceil:.1f} MB/s")
+    a = results["(a) blockvault"]
+    for ref in ("(c) qemu-nbd luks", "(e) nbdkit file+luks"):
+        b = results[ref]
+        print(f"ratio to {ref}: " + "  ".join(f"{k} {a[k] / b[k]:.2f}x" for k in a))
+    best = {k: max(results["(c) qemu-nbd luks"][k], results["(e) nbdkit file+luks"][k]) for k in a}
+    print("ratio to the faster LUKS server: " + "  ".join(f"{k} {a[k] / best[k]:.2f}x" for k in a))
+    print(f"blockvault seq write / ceiling: {a['seq_write_MBps'] / ceil:.2f}x")
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,336 @@
+"""The NBD server: thin glue between sockets, the sans-I/O codec (protocol.py) and Exports (export.py).
+
+One thread per connection with a blocking socket. The store calls are blocking (AES, pwritev, fdatasync) and
+serialize on the volume's store lock anyway, so an event loop would only add a hop per request; a blocking
+`recv_into` a reused buffer plus one `sendmsg` per reply is the cheapest per-call path in CPython, and STARTTLS is
+`SSLContext.wrap_socket` on the same socket. (docs/design/nbd.md "Concurrency" records this choice.)
+
+Requests on one connection are executed in order and answered in order; clients that pipeline (qemu, libnbd)
+keep several connections (CAN_MULTI_CONN) for parallelism.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from blockvault.errors import KeyUnusable
+from blockvault.nbd import protocol as p
+from blockvault.nbd.export import Export, errno_of
+
+log = logging.getLogger("blockvault.nbd")
+
+HANDSHAKE_TIMEOUT = 30.0  # seconds a client may take to finish negotiation (then we hang up: no idle slots held)
+RECV_BUFFER = 4 << 20  # bytes per recv_into: several 1 MiB writes per system call when the client pipelines
+MAX_CONNECTIONS = 256
+HOLE_GRANULARITY = 65536  # one store unit: zero units are sent as holes in structured READ replies
+
+EXPORT_FLAGS = (
+    p.TFLAG_HAS_FLAGS
+    | p.TFLAG_SEND_FLUSH
+    | p.TFLAG_SEND_FUA
+    | p.TFLAG_SEND_TRIM
+    | p.TFLAG_SEND_WRITE_ZEROES
+    | p.TFLAG_SEND_DF
+    | p.TFLAG_CAN_MULTI_CONN
+    | p.TFLAG_SEND_CACHE
+    | p.TFLAG_SEND_FAST_ZERO
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What an export name resolves to: its transport ("plain" or "tls-psk") and how to open it."""
+
+    transport: str
+    open: Callable[[], Export]
+
+
+Resolver = Callable[[str], "Target | None"]
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+class NbdServer:
+    """Listens on (host, port); `close_export(name)` hangs up every connection to an export (detach)."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        resolve: Resolver,
+        tls: ssl.SSLContext | None = None,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
+        self._host, self._port = host, port
+        self._resolve = resolve
+        self._tls = tls
+        self._max = max_connections
+        self._lock = threading.Lock()
+        self._conns: dict[socket.socket, str | None] = {}
+        self._threads: set[threading.Thread] = set()
+        self._stopping = threading.Event()
+        self._listener: socket.socket | None = None
+        self._acceptor: threading.Thread | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        if self._listener is None:
+            raise ValueError("the NBD server is not started")
+        host, port = self._listener.getsockname()[:2]
+        return str(host), int(port)
+
+    def start(self) -> None:
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind((self._host, self._port))
+            listener.listen(64)
+        except OSError:
+            listener.close()
+            raise
+        listener.settimeout(0.25)
+        self._listener = listener
+        self._acceptor = threading.Thread(target=self._accept_loop, name="nbd-accept", daemon=True)
+        self._acceptor.start()
+        log.info("NBD listening on %s:%d", *self.address)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._acceptor is not None:
+            self._acceptor.join(timeout=5)
+        if self._listener is not None:
+            self._listener.close()
+        with self._lock:
+            conns = list(self._conns)
+            threads = list(self._threads)
+        for conn in conns:
+            _hang_up(conn)
+        for thread in threads:
+            thread.join(timeout=5)
+
+    def close_export(self, name: str) -> None:
+        """Hang up every connection negotiated to `name` (called from any thread, e.g. by detach)."""
+        with self._lock:
+            victims = [conn for conn, export in self._conns.items() if export == name]
+        for conn in victims:
+            _hang_up(conn)
+
+    def connection_count(self) -> int:
+        with self._lock:
+            return len(self._conns)
+
+    def _accept_loop(self) -> None:
+        assert self._listener is not None
+        while not self._stopping.is_set():
+            try:
+                conn, peer = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                if self._stopping.is_set():
+                    return
+                log.exception("NBD accept failed")
+                continue
+            with self._lock:
+                if len(self._conns) >= self._max:
+                    conn.close()
+                    log.warning("NBD connection from %s refused: %d connections open", peer, self._max)
+                    continue
+                self._conns[conn] = None
+                thread = threading.Thread(target=self._run, args=(conn, peer), name=f"nbd-{peer}", daemon=True)
+                self._threads.add(thread)
+            thread.start()
+
+    def _run(self, conn: socket.socket, peer: tuple[str, int]) -> None:
+        try:
+            Connection(self, conn, peer).serve()
+        except (OSError, ssl.SSLError) as exc:
+            log.debug("NBD connection from %s ended: %s", peer, exc)
+        except p.ProtocolError as exc:
+            log.info("NBD connection from %s closed: %s", peer, exc)
+        except Exception:
+            log.exception("NBD connection from %s crashed", peer)
+        finally:
+            with self._lock:
+                self._conns.pop(conn, None)
+                self._threads.discard(threading.current_thread())
+            with contextlib.suppress(OSError):
+                conn.close()
+
+    def _bind(self, conn: socket.socket, replaced: socket.socket, name: str) -> None:
+        with self._lock:
+            self._conns.pop(replaced, None)
+            self._conns[conn] = name
+
+
+def _hang_up(conn: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        conn.shutdown(socket.SHUT_RDWR)
+
+
+def _send(conn: socket.socket, pieces: Sequence[bytes | memoryview]) -> None:
+    if isinstance(conn, ssl.SSLSocket):
+        conn.sendall(b"".join(pieces))
+        return
+    total = sum(len(piece) for piece in pieces)
+    sent = conn.sendmsg(pieces)
+    if sent < total:
+        conn.sendall(b"".join(pieces)[sent:])
+
+
+class Connection:
+    """One client: negotiation, then the request loop. Runs in its own thread."""
+
+    def __init__(self, server: NbdServer, conn: socket.socket, peer: tuple[str, int]) -> None:
+        self._server = server
+        self._sock = conn
+        self._raw = conn
+        self._peer = peer
+        self._loopback = is_loopback(peer[0])
+        self._opened: dict[str, Export] = {}
+
+    def _lookup(self, name: str, tls: bool) -> p.ExportInfo | int:
+        target = self._server._resolve(name)
+        if target is None:
+            return p.REP_ERR_UNKNOWN
+        # Plaintext only on loopback (nbd.md T1), and a TLS attachment only over TLS (T2).
+        if not tls and (target.transport != "plain" or not self._loopback):
+            return p.REP_ERR_TLS_REQD
+        export = self._opened.get(name)
+        if export is None:
+            try:
+                export = target.open()
+            except KeyUnusable:
+                return p.REP_ERR_POLICY
+            except Exception as exc:  # noqa: BLE001 - any other refusal looks like an unknown export
+                log.info("NBD export refused: %s", exc)
+                return p.REP_ERR_UNKNOWN
+            self._opened[name] = export
+        flags = EXPORT_FLAGS | (p.TFLAG_READ_ONLY if export.read_only() else 0)
+        return p.ExportInfo(size=export.size(), flags=flags, preferred_block=HOLE_GRANULARITY)
+
+    def serve(self) -> None:
+        sock = self._sock
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(HANDSHAKE_TIMEOUT)
+        tls = self._server._tls
+        handshake = p.ServerHandshake(
+            self._lookup, tls_available=tls is not None, tls_required=tls is not None and not self._loopback
+        )
+        sock.sendall(p.greeting())
+        ready: p.Ready | None = None
+        while ready is None:
+            data = sock.recv(65536)
+            if not data:
+                return
+            for event in handshake.feed(data):
+                if isinstance(event, p.Send):
+                    sock.sendall(event.data)
+                elif isinstance(event, p.StartTls):
+                    assert tls is not None
+                    wrapped = tls.wrap_socket(sock, server_side=True)
+                    self._server._bind(wrapped, sock, "")
+                    sock = self._sock = wrapped
+                    handshake.tls_started()
+                elif isinstance(event, p.Close):
+                    log.info("NBD negotiation with %s ended: %s", self._peer, event.reason)
+                    return
+                elif isinstance(event, p.Ready):
+                    ready = event
+        export = self._opened[ready.name]
+        for name, other in self._opened.items():
+            if name != ready.name:
+                other.close()
+        self._server._bind(sock, sock, ready.name)
+        sock.settimeout(None)
+        try:
+            self._transmit(sock, export, ready)
+        finally:
+            export.close()
+
+    def _transmit(self, sock: socket.socket, export: Export, ready: p.Ready) -> None:
+        parser = p.RequestParser()
+        size = export.size()
+        flags = ready.export.flags
+        meta = bool(ready.meta_contexts)
+        buf = bytearray(RECV_BUFFER)
+        view = memoryview(buf)
+        requests = parser.feed(ready.leftover)
+        while True:
+            for request in requests:
+                if request.command == p.CMD_DISC:
+                    return
+                err = p.check(request, size=size, export_flags=flags, structured=ready.structured, meta=meta)
+                if err:
+                    _send(sock, [self._error(request, err, ready.structured)])
+                    continue
+                _send(sock, self._execute(export, request, ready))
+            n = sock.recv_into(buf)
+            if n == 0:
+                return
+            requests = parser.feed(view[:n])
+
+    @staticmethod
+    def _error(request: p.Request, err: int, structured: bool) -> bytes:
+        if structured and request.command in (p.CMD_READ, p.CMD_BLOCK_STATUS):
+            return p.chunk_error(request.cookie, err)
+        return p.simple_reply(request.cookie, err)
+
+    def _execute(self, export: Export, request: p.Request, ready: p.Ready) -> list[bytes | memoryview]:
+        cmd, cookie = request.command, request.cookie
+        fua = bool(request.flags & p.CMD_FLAG_FUA)
+        try:
+            if cmd == p.CMD_READ:
+                data = export.pread(request.offset, request.length)
+                if ready.structured:
+                    return p.read_chunks(
+                        cookie,
+                        request.offset,
+                        data,
+                        hole_granularity=HOLE_GRANULARITY,
+                        df=bool(request.flags & p.CMD_FLAG_DF),
+                    )
+                return [p.simple_reply(cookie), data]
+            if cmd == p.CMD_WRITE:
+                export.pwrite(request.offset, request.data, fua=fua)
+            elif cmd == p.CMD_FLUSH:
+                export.flush()
+            elif cmd == p.CMD_TRIM:
+                export.trim(request.offset, request.length, fua=fua)
+            elif cmd == p.CMD_WRITE_ZEROES:
+                fast = bool(request.flags & p.CMD_FLAG_FAST_ZERO)
+                if not export.zero(request.offset, request.length, fua=fua, fast=fast):
+                    return [p.simple_reply(cookie, p.ENOTSUP)]
+            elif cmd == p.CMD_CACHE:
+                export.cache(request.offset, request.length)
+            elif cmd == p.CMD_BLOCK_STATUS:
+                runs = list(export.extents(request.offset, request.length))
+                if request.flags & p.CMD_FLAG_REQ_ONE:
+                    runs = runs[:1]
+                extents = [(length, (p.STATE_HOLE | p.STATE_ZERO) if hole else 0) for length, hole in runs]
+                context_id = min(ready.meta_contexts)
+                return [p.chunk_block_status(cookie, context_id, extents, done=True)]
+            return [p.simple_reply(cookie)]
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an errno; the cause stays in the log
+            code = errno_of(exc)
+            log.warning(
+                "NBD %s at %d+%d failed (%s): %s", p.COMMAND_NAMES.get(cmd), request.offset, request.length, code, exc
+            )
+            return [self._error(request, code, ready.structured)]
+
+
+__all__ = ["EXPORT_FLAGS", "NbdServer", "Target", "is_loopback"]
