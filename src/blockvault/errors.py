@@ -79,6 +79,12 @@ class KeyUnusable(Conflict):
     message = "key {key_id} is {state}: the data it protects cannot be used until the key is enabled"
 
 
+class AlreadyExists(Conflict):
+    """A create whose name is taken (409 NotAuthorizedOrResourceAlreadyExists)."""
+
+    message = "a {kind} named {ident!r} already exists"
+
+
 class InvalidatedRetryToken(Conflict):
     message = "the opc-retry-token was already used for a different request"
 

@@ -91,7 +91,7 @@ class Server:
             self.regions[rs.name] = RegionServices(region, engine, vault, blockstorage, runner, self.domain_clock)
         self.services = AppServices(
             identity=self.identity,
-            authz=Authorizer(self.bootstrap.tenancy_id),
+            authz=Authorizer(self.identity),
             regions=self.regions,
             default_region=settings.regions[0].name,
             wall_clock=SystemClock(),
@@ -133,6 +133,7 @@ class Server:
         else:
             users = self.identity.users.find()
             admin_id = next(u.id for u in users if u.name == ADMIN_NAME)
+            self.identity.ensure_administrators(admin_id)  # data dirs made before IAM enforcement
         public = (oci_dir / "oci_api_key_public.pem").read_bytes()
         lines = [
             "[DEFAULT]",

@@ -15,7 +15,7 @@ from starlette.routing import Route
 from blockvault.api import schemas
 from blockvault.api.framework import Ctx, Reply, operation, sort
 from blockvault.blockstorage.service import NotImplementedYet
-from blockvault.errors import InvalidArgument, MissingParameter
+from blockvault.errors import InvalidArgument, MissingParameter, RelatedResourceNotFound
 
 MAX_DATA_REQUEST = 64 << 20  # one data request carries at most 64 MiB
 
@@ -36,12 +36,18 @@ def _make_volume_ops(collection: str) -> list[Route]:
     op = "Volume" if kind == "volume" else "BootVolume"
 
     def create(ctx: Ctx) -> Reply:
+        """Clone and restore also need the source (`use volumes` / `read volume-backups`, else 400
+        RelatedResourceNotAuthorizedOrNotFound as for an absent source); a kmsKeyId needs key delegation (D6)."""
         body = ctx.json()
+        ctx.require(body, "compartmentId")
         ctx.authorize(
             f"Create{op}",
-            compartment_id=body.get("compartmentId"),
+            compartment_id=str(body["compartmentId"]),
             **({"request.kms-key.id": body["kmsKeyId"]} if body.get("kmsKeyId") else {}),
         )
+        _authorize_source(ctx, kind, body)
+        if body.get("kmsKeyId"):
+            ctx.authorize_key_use(f"Create{op}", str(body["kmsKeyId"]))
         volume, job_id = ctx.region.blockstorage.create_volume(kind, body)
         return _created(schemas.volume(volume), job_id)
 
@@ -54,10 +60,10 @@ def _make_volume_ops(collection: str) -> list[Route]:
         compartment_id = ctx.query("compartmentId")
         if kind == "bootvolume" and not compartment_id:
             raise MissingParameter(field="compartmentId")
-        ctx.authorize(f"List{op}s", compartment_id=compartment_id)
         items = ctx.region.blockstorage.list_volumes(
             kind, compartment_id, ctx.query("availabilityDomain"), ctx.query("lifecycleState"), ctx.query("displayName")
         )
+        items = ctx.visible(f"List{op}s", items, lambda v: (v.compartment_id, v.id, _key_var(v.kms_key_id)))
         return ctx.page(sort([schemas.volume(v) for v in items], ctx))
 
     def update(ctx: Ctx) -> Reply:
@@ -91,6 +97,8 @@ def _make_volume_ops(collection: str) -> list[Route]:
             target_id=volume.id,
             **({"request.kms-key.id": key_id} if key_id else {}),
         )
+        if key_id:
+            ctx.authorize_key_use(f"Update{op}KmsKey", str(key_id))
         ctx.check_if_match(schemas.kms_key(volume.kms_key_id), kind, volume.id)
         updated = svc.update_volume_key(kind, volume.id, key_id or None)
         return Reply(schemas.kms_key(updated.kms_key_id))
@@ -145,9 +153,19 @@ def _make_backup_ops(collection: str) -> list[Route]:
     op = "VolumeBackup" if kind == "volume" else "BootVolumeBackup"
 
     def create(ctx: Ctx) -> Reply:
+        """The backup goes to its volume's compartment: `manage volume-backups` + `use volumes` there (R7.23)."""
         body = ctx.json()
-        ctx.authorize(f"Create{op}", target_id=body.get("volumeId") or body.get("bootVolumeId"))
-        backup, job_id = ctx.region.blockstorage.create_backup(kind, body)
+        field = "volumeId" if kind == "volume" else "bootVolumeId"
+        ctx.require(body, field)
+        svc = ctx.region.blockstorage
+        volume = svc.volumes.get(str(body[field]))
+        if volume is not None and volume.kind == kind:
+            ctx.authorize(f"Create{op}", compartment_id=volume.compartment_id, target_id=volume.id)
+        else:
+            ctx.authorize(f"Create{op}")  # absent: the same answer a forbidden volume would get, unless admin
+        if body.get("kmsKeyId"):
+            ctx.authorize_key_use(f"Create{op}", str(body["kmsKeyId"]))
+        backup, job_id = svc.create_backup(kind, body)
         return _created(schemas.backup(backup), job_id)
 
     def get(ctx: Ctx) -> Reply:
@@ -159,11 +177,11 @@ def _make_backup_ops(collection: str) -> list[Route]:
         compartment_id = ctx.query("compartmentId")
         if not compartment_id:
             raise MissingParameter(field="compartmentId")
-        ctx.authorize(f"List{op}s", compartment_id=compartment_id)
         volume_filter = ctx.query("volumeId") if kind == "volume" else ctx.query("bootVolumeId")
         items = ctx.region.blockstorage.list_backups(
             kind, compartment_id, volume_filter, ctx.query("lifecycleState"), ctx.query("displayName")
         )
+        items = ctx.visible(f"List{op}s", items, lambda b: (b.compartment_id, b.id, _key_var(b.kms_key_id)))
         return ctx.page(sort([schemas.backup(b) for b in items], ctx))
 
     def update(ctx: Ctx) -> Reply:
@@ -176,6 +194,8 @@ def _make_backup_ops(collection: str) -> list[Route]:
             target_id=backup.id,
             **({"request.kms-key.id": body["kmsKeyId"]} if body.get("kmsKeyId") else {}),
         )
+        if body.get("kmsKeyId"):
+            ctx.authorize_key_use(f"Update{op}", str(body["kmsKeyId"]))
         ctx.check_if_match(schemas.backup(backup), f"{kind} backup", backup.id)
         return Reply(schemas.backup(svc.update_backup(kind, backup.id, body)))
 
@@ -201,6 +221,38 @@ def _make_backup_ops(collection: str) -> list[Route]:
     ]
 
 
+def _key_var(key_id: str | None) -> dict[str, str]:
+    return {"target.kms-key.id": key_id} if key_id else {}
+
+
+def _authorize_source(ctx: Ctx, kind: str, body: dict[str, Any]) -> None:
+    """A clone's source volume or a restore's backup is a resource named in the body: forbidden looks absent."""
+    source = body.get("sourceDetails")
+    if source is None and body.get("volumeBackupId"):
+        source = {"type": "volumeBackup", "id": body["volumeBackupId"]}
+    if not isinstance(source, dict) or not isinstance(source.get("id"), str):
+        return
+    svc = ctx.region.blockstorage
+    source_id = source["id"]
+    op = "Volume" if kind == "volume" else "BootVolume"
+    if source.get("type") in ("volume", "bootVolume"):
+        src = svc.volumes.get(source_id)
+        if (
+            src is not None
+            and src.kind == kind
+            and not ctx.can(f"Clone{op}Source", compartment_id=src.compartment_id, target_id=src.id)
+        ):
+            raise RelatedResourceNotFound(field="sourceDetails.id", ident=source_id)
+    elif source.get("type") in ("volumeBackup", "bootVolumeBackup"):
+        backup = svc.backups.get(source_id)
+        if (
+            backup is not None
+            and backup.kind == kind
+            and not ctx.can(f"Restore{op}BackupSource", compartment_id=backup.compartment_id, target_id=backup.id)
+        ):
+            raise RelatedResourceNotFound(field="sourceDetails.id", ident=source_id)
+
+
 def _not_yet(feature: str) -> Any:
     def handler(ctx: Ctx) -> Reply:
         raise NotImplementedYet(feature=feature)
@@ -214,7 +266,8 @@ def _work_request(ctx: Ctx) -> Reply:
         from blockvault.errors import NotFound
 
         raise NotFound(kind="work request", ident=str(ctx.path["work_request_id"]))
-    ctx.authorize("GetWorkRequest", compartment_id=job.compartment_id, target_id=job.id)
+    name = "GetBackupWorkRequest" if "Backup" in job.operation else "GetWorkRequest"
+    ctx.authorize(name, compartment_id=job.compartment_id, target_id=job.id)
     return Reply(schemas.work_request(job, "volume"))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from blockvault.blockstorage.service import NotImplementedYet
 from blockvault.errors import (
+    AlreadyExists,
     BlockvaultError,
     CannotParseRequest,
     Conflict,
@@ -33,6 +34,7 @@ WIRE: list[tuple[type[BlockvaultError], int, str, str | None]] = [
     (RelatedResourceNotFound, 400, "RelatedResourceNotAuthorizedOrNotFound", None),
     (NotAuthenticated, 401, "NotAuthenticated", None),
     (InvalidatedRetryToken, 409, "InvalidatedRetryToken", None),
+    (AlreadyExists, 409, "NotAuthorizedOrResourceAlreadyExists", None),  # create conflicts (R7.28)
     (Conflict, 409, "Conflict", None),  # D1: never IncorrectState, which the CLI retries for ten minutes
     (IncorrectState, 409, "IncorrectState", None),
     (PreconditionFailed, 412, "NoEtagMatch", None),

@@ -6,13 +6,14 @@ Handlers are plain synchronous functions of a Ctx (they block on SQLite and the 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, insert, select
 from starlette.concurrency import run_in_threadpool
@@ -30,14 +31,18 @@ from blockvault.errors import (
     InvalidatedRetryToken,
     MissingParameter,
     PreconditionFailed,
+    RelatedResourceNotFound,
 )
 from blockvault.iam import signing
 from blockvault.iam.authz import Request as AuthzRequest
+from blockvault.iam.authz import generic_key_hint, user_subject_text
 from blockvault.iam.model import Principal
 
 log = logging.getLogger("blockvault.api")
 
 RETRY_TOKEN_TTL_S = 24 * 3600  # OCI keeps retry tokens for 24 hours
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -89,9 +94,67 @@ class Ctx:
             raise InvalidArgument(field=name, reason="must be an integer") from exc
 
     def authorize(
-        self, operation: str, *, compartment_id: str | None = None, target_id: str | None = None, **variables: str
+        self,
+        operation: str,
+        *,
+        compartment_id: str | None = None,
+        target_id: str | None = None,
+        **variables: str,
     ) -> None:
+        """Ask the one authorization function; a refusal is 404 NotAuthorizedOrNotFound (same bytes as absent)."""
         self.app.authz.authorize(self.principal, AuthzRequest(operation, compartment_id, target_id, variables))
+
+    def can(
+        self, operation: str, *, compartment_id: str | None = None, target_id: str | None = None, **variables: str
+    ) -> bool:
+        return self.app.authz.allowed(self.principal, AuthzRequest(operation, compartment_id, target_id, variables))
+
+    def visible(
+        self, operation: str, items: Iterable[T], where: Callable[[T], tuple[str, str, dict[str, str]]]
+    ) -> list[T]:
+        """Lists return only what the caller may inspect: `where(item)` gives (compartment, id, variables)."""
+        out: list[T] = []
+        for item in items:
+            compartment_id, target_id, variables = where(item)
+            if self.can(operation, compartment_id=compartment_id, target_id=target_id, **variables):
+                out.append(item)
+        return out
+
+    def authorize_key_use(self, operation: str, key_id: str, *, field: str = "kmsKeyId") -> None:
+        """D6 / R7.13-R7.19: naming a Vault key in a body needs KEY_ASSOCIATE for the caller and `use keys` for
+        `service blockstorage` on that key. Absent and forbidden give the same 400
+        RelatedResourceNotAuthorizedOrNotFound; the hint names the key's compartment only to a caller who may
+        inspect the key."""
+        vault = self.region.vault
+        key = vault.keys.get(key_id) if isinstance(key_id, str) else None
+        authz = self.app.authz
+        subject = user_subject_text(authz, self.principal)
+        base = f"the {field} {key_id} does not exist or you are not authorized to use it"
+        if key is None or key.state == "DELETED":
+            with contextlib.suppress(RelatedResourceNotFound):
+                vault.resolve_key(key_id, field=field)  # syntax and region errors are about the string only
+            raise RelatedResourceNotFound(
+                f"{base}. If it exists, these statements allow it: "
+                + "; ".join(generic_key_hint(operation, key_id, subject))
+            )
+        decision = authz.key_delegation(
+            self.principal,
+            operation=operation,
+            key_id=key.id,
+            key_compartment_id=key.compartment_id,
+            vault_id=key.vault_id,
+        )
+        if decision.allowed:
+            return
+        if self.can(
+            "ListKeys", compartment_id=key.compartment_id, target_id=key.id, **{"target.vault.id": key.vault_id}
+        ):
+            hint = "; ".join(f"{m.principal} lacks {m.permission}: {m.statement}" for m in decision.missing)
+            raise RelatedResourceNotFound(f"{base}. Missing: {hint}")
+        raise RelatedResourceNotFound(
+            f"{base}. If it exists, these statements allow it: "
+            + "; ".join(generic_key_hint(operation, key_id, subject))
+        )
 
     def check_if_match(self, current: Any, kind: str, ident: str) -> None:
         wanted = self.request.headers.get("if-match")

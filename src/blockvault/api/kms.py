@@ -41,6 +41,10 @@ def _tags(body: dict[str, Any]) -> dict[str, Any]:
     return {"freeform_tags": body.get("freeformTags") or {}, "defined_tags": body.get("definedTags") or {}}
 
 
+def _in_vault(vault_id: str) -> dict[str, str]:
+    return {"target.vault.id": vault_id}
+
+
 # --- vaults (regional endpoint) -------------------------------------------------------------------------------
 
 
@@ -71,8 +75,10 @@ def list_vaults(ctx: Ctx) -> Reply:
     compartment_id = ctx.query("compartmentId")
     if not compartment_id:
         raise MissingParameter(field="compartmentId")
-    ctx.authorize("ListVaults", compartment_id=compartment_id)
-    items = [_vault_json(ctx, v, summary=True) for v in ctx.region.vault.list_vaults(compartment_id)]
+    found = ctx.visible(
+        "ListVaults", ctx.region.vault.list_vaults(compartment_id), lambda v: (v.compartment_id, v.id, {})
+    )
+    items = [_vault_json(ctx, v, summary=True) for v in found]
     return ctx.page(sort(items, ctx))
 
 
@@ -127,7 +133,9 @@ def create_key(ctx: Ctx) -> Reply:
         raise InvalidArgument(field="keyShape", reason="needs algorithm and length")
     if not isinstance(shape["length"], int) or isinstance(shape["length"], bool):
         raise InvalidArgument(field="keyShape.length", reason="must be an integer (bytes)")
-    ctx.authorize("CreateKey", compartment_id=body["compartmentId"], target_id=vault_id)
+    vault = ctx.region.vault.get_vault(vault_id)
+    ctx.authorize("CreateKey", compartment_id=str(body["compartmentId"]), **_in_vault(vault_id))
+    ctx.authorize("CreateKeyInVault", compartment_id=vault.compartment_id, target_id=vault_id)  # VAULT_CREATE_KEY
     if not ctx.app.identity.compartment_exists(body["compartmentId"]):
         from blockvault.errors import RelatedResourceNotFound
 
@@ -147,7 +155,7 @@ def create_key(ctx: Ctx) -> Reply:
 
 def get_key(ctx: Ctx) -> Reply:
     key = ctx.region.vault.get_key(str(ctx.path["key_id"]), _vault_of(ctx))
-    ctx.authorize("GetKey", compartment_id=key.compartment_id, target_id=key.id)
+    ctx.authorize("GetKey", compartment_id=key.compartment_id, target_id=key.id, **_in_vault(key.vault_id))
     return Reply(schemas.key(key))
 
 
@@ -156,8 +164,11 @@ def list_keys(ctx: Ctx) -> Reply:
     compartment_id = ctx.query("compartmentId")
     if not compartment_id:
         raise MissingParameter(field="compartmentId")
-    ctx.authorize("ListKeys", compartment_id=compartment_id)
-    keys = ctx.region.vault.list_keys(vault_id, compartment_id)
+    keys = ctx.visible(
+        "ListKeys",
+        ctx.region.vault.list_keys(vault_id, compartment_id),
+        lambda k: (k.compartment_id, k.id, _in_vault(k.vault_id)),
+    )
     for name, attr in (("algorithm", "algorithm"), ("protectionMode", "protection_mode")):
         wanted = ctx.query(name)
         if wanted:
@@ -172,7 +183,7 @@ def update_key(ctx: Ctx) -> Reply:
     svc = ctx.region.vault
     vault_id = _vault_of(ctx)
     key = svc.get_key(str(ctx.path["key_id"]), vault_id)
-    ctx.authorize("UpdateKey", compartment_id=key.compartment_id, target_id=key.id)
+    ctx.authorize("UpdateKey", compartment_id=key.compartment_id, target_id=key.id, **_in_vault(vault_id))
     ctx.check_if_match(schemas.key(key), "key", key.id)
     body = ctx.json()
     updated = svc.update_key(
@@ -190,7 +201,7 @@ def _key_action(action: str, operation_name: str) -> Any:
         svc = ctx.region.vault
         vault_id = _vault_of(ctx)
         key = svc.get_key(str(ctx.path["key_id"]), vault_id)
-        ctx.authorize(operation_name, compartment_id=key.compartment_id, target_id=key.id)
+        ctx.authorize(operation_name, compartment_id=key.compartment_id, target_id=key.id, **_in_vault(vault_id))
         ctx.check_if_match(schemas.key(key), "key", key.id)
         when = _when(ctx.json()) if action == "schedule_deletion" else None
         updated, shown = svc.key_action(key.id, vault_id, action, when)
@@ -203,7 +214,7 @@ def create_key_version(ctx: Ctx) -> Reply:
     svc = ctx.region.vault
     vault_id = _vault_of(ctx)
     key = svc.get_key(str(ctx.path["key_id"]), vault_id)
-    ctx.authorize("CreateKeyVersion", compartment_id=key.compartment_id, target_id=key.id)
+    ctx.authorize("CreateKeyVersion", compartment_id=key.compartment_id, target_id=key.id, **_in_vault(vault_id))
     return Reply(schemas.key_version(svc.create_key_version(key.id, vault_id)))
 
 
@@ -211,7 +222,7 @@ def list_key_versions(ctx: Ctx) -> Reply:
     svc = ctx.region.vault
     vault_id = _vault_of(ctx)
     key = svc.get_key(str(ctx.path["key_id"]), vault_id)
-    ctx.authorize("ListKeyVersions", compartment_id=key.compartment_id, target_id=key.id)
+    ctx.authorize("ListKeyVersions", compartment_id=key.compartment_id, target_id=key.id, **_in_vault(vault_id))
     return ctx.page(sort([schemas.key_version(v) for v in svc.list_key_versions(key.id, vault_id)], ctx))
 
 
@@ -219,7 +230,9 @@ def get_key_version(ctx: Ctx) -> Reply:
     svc = ctx.region.vault
     vault_id = _vault_of(ctx)
     version = svc.get_key_version(str(ctx.path["key_id"]), str(ctx.path["version_id"]), vault_id)
-    ctx.authorize("GetKeyVersion", compartment_id=version.compartment_id, target_id=version.key_id)
+    ctx.authorize(
+        "GetKeyVersion", compartment_id=version.compartment_id, target_id=version.key_id, **_in_vault(vault_id)
+    )
     return Reply(schemas.key_version(version))
 
 
@@ -252,7 +265,7 @@ def _crypto_key(ctx: Ctx, body: dict[str, Any], operation_name: str) -> tuple[st
         key = ctx.region.vault.get_key(key_id, vault_id)
     except NotFound:
         raise
-    ctx.authorize(operation_name, compartment_id=key.compartment_id, target_id=key.id)
+    ctx.authorize(operation_name, compartment_id=key.compartment_id, target_id=key.id, **_in_vault(vault_id))
     alg = body.get("encryptionAlgorithm")
     if alg not in (None, "AES_256_GCM"):
         raise InvalidArgument(field="encryptionAlgorithm", reason="only AES_256_GCM is supported")

@@ -41,3 +41,43 @@ class Principal:
     tenancy_id: str
     user_id: str
     fingerprint: str
+
+
+@dataclass
+class Group:
+    id: str
+    tenancy_id: str
+    name: str
+    description: str
+    state: str
+    time_created: datetime
+
+
+@dataclass
+class Membership:
+    id: str
+    user_id: str
+    group_id: str
+    state: str
+    time_created: datetime
+
+
+@dataclass
+class Policy:
+    id: str
+    compartment_id: str
+    name: str
+    description: str
+    statements: list[str]
+    state: str
+    time_created: datetime
+    version_date: str | None = None
+
+
+@dataclass
+class ApiKeyRecord:
+    user_id: str
+    fingerprint: str
+    key_pem: str
+    state: str
+    time_created: datetime
