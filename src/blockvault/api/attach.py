@@ -1,14 +1,19 @@
 """Volume attachments (NBD exports): a blockvault extension, since OCI attaches volumes to instances.
 
-    POST /20160918/volumes/{id}/actions/attach    {"transport": "plain"|"tls-psk", "isReadOnly": bool,
-                                                  "displayName": str}        -> 200 attachment (+ "psk" once)
+    POST /20160918/volumes/{id}/actions/attach    {"transport": "plain"|"tls"|"tls-psk", "isReadOnly": bool,
+                                                  "displayName": str,
+                                                  "certificateSigningRequest": PEM (tls only, required)}
+                                                  -> 200 attachment (+ "clientCertificate" and "caCertificate"
+                                                     for tls; "psk" once for tls-psk, which is 501 on 3.11)
     POST /20160918/volumes/{id}/actions/detach    {"attachmentId": optional} -> 200 [detached attachments]
     GET  /20160918/volumes/{id}/attachments       [?lifecycleState=ATTACHED] -> 200 [attachments]
     (the same under /20160918/bootVolumes/{id}/...)
 
-An attachment is {id, volumeId, exportName, uri, transport, pskIdentity, lifecycleState, isReadOnly, timeCreated};
-the attach response alone carries "psk" (hex). Operation names for authorization: AttachVolume, DetachVolume,
-ListVolumeAttachments (Boot variants for boot volumes). See docs/design/decisions.md "Attachments".
+An attachment is {id, volumeId, exportName, uri, transport, pskIdentity, certificateFingerprint, lifecycleState,
+isReadOnly, timeCreated}; the attach response alone carries "psk" (hex) or the PEM certificates. For tls the
+client's private key never reaches the server: the caller sends a CSR and keeps the key (docs/design/nbd.md T2).
+Operation names for authorization: AttachVolume, DetachVolume, ListVolumeAttachments (Boot variants for boot
+volumes). See docs/design/decisions.md "Attachments".
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ def attachment_wire(ctx: Ctx, a: Attachment) -> dict[str, Any]:
         "uri": _uri(ctx, a),
         "transport": a.transport,
         "pskIdentity": a.psk_identity,
+        "certificateFingerprint": (
+            "SHA256:" + a.credential.hex(":").upper() if a.transport == "tls" and a.credential else None
+        ),
         "isReadOnly": a.is_read_only,
         "timeCreated": to_wire(a.time_created),
     }
@@ -60,6 +68,9 @@ def _routes(collection: str) -> list[BaseRoute]:
         body = attachment_wire(ctx, made.attachment)
         if made.psk is not None:
             body["psk"] = made.psk.hex()
+        if made.certificate is not None:
+            body["clientCertificate"] = made.certificate.certificate_pem
+            body["caCertificate"] = made.certificate.ca_pem
         return Reply(body, etag=False)
 
     def detach(ctx: Ctx) -> Reply:

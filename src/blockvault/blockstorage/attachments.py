@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -33,13 +33,19 @@ if TYPE_CHECKING:
     from blockvault.blockstorage.service import BlockStorageService
 
 ATTACHED, DETACHED = "ATTACHED", "DETACHED"
-TRANSPORTS = ("plain", "tls-psk")
+# plain: loopback only (nbd.md T1); tls: x509 client certificate issued per attachment (T2); tls-psk: TLS with a
+# pre-shared key, refused (501) until the server runs on a Python whose ssl has PSK (3.13).
+PLAIN, TLS, TLS_PSK = "plain", "tls", "tls-psk"
+TRANSPORTS = (PLAIN, TLS, TLS_PSK)
 PSK_SIZE = 32  # 256-bit pre-shared key (GnuTLS accepts up to 64 bytes; qemu's psk file holds it in hex)
 EXPORT_NAME_BYTES = 20  # 160 random bits: the export name alone is unguessable (a capability)
 
 
 @dataclass
 class Attachment:
+    """One attachment row. `credential` is, by transport: nothing (plain), the SHA-256 fingerprint of the client
+    certificate issued for it (tls; never the key, which the server never sees), the wrapped PSK (tls-psk)."""
+
     id: str
     volume_id: str
     kind: str
@@ -59,11 +65,27 @@ class Attachment:
 
 
 @dataclass(frozen=True)
+class IssuedCertificate:
+    """A client certificate issued for a tls attachment (public material only)."""
+
+    certificate_pem: str
+    ca_pem: str
+    fingerprint: bytes  # SHA-256 of the certificate's DER: what the attachment row keeps
+    serial: int
+
+
+# issuer(attachment id, export name, PEM certificate signing request) -> the signed client certificate.
+CertificateIssuer = Callable[[str, str, str], IssuedCertificate]
+
+
+@dataclass(frozen=True)
 class NewAttachment:
-    """What attach returns: the attachment and, once only, the plaintext PSK (None for plain transport)."""
+    """What attach returns: the attachment and, once only, the plaintext PSK (tls-psk) or the issued client
+    certificate (tls); both None for plain transport."""
 
     attachment: Attachment
     psk: bytes | None
+    certificate: IssuedCertificate | None = None
 
 
 class AttachmentService:
@@ -79,6 +101,8 @@ class AttachmentService:
         self._lock = threading.Lock()
         # Set by the NBD face when it can terminate TLS-PSK; until then tls-psk attachments are refused (501).
         self.tls_supported = False
+        # Set by the NBD face (nbd/runtime.py) when it serves TLS; until then tls attachments are refused (501).
+        self.certificate_issuer: CertificateIssuer | None = None
 
     def subscribe_detach(self, listener: Callable[[str], None]) -> None:
         """`listener(export_name)` is called after an attachment is detached (the NBD face closes connections)."""
@@ -95,11 +119,25 @@ class AttachmentService:
         transport = details.get("transport") or "plain"
         if transport not in TRANSPORTS:
             raise InvalidArgument(field="transport", reason=f"must be one of {', '.join(TRANSPORTS)}")
-        if transport == "tls-psk" and not self.tls_supported:
+        if transport == TLS_PSK and not self.tls_supported:
             from blockvault.blockstorage.service import NotImplementedYet
 
-            # CPython 3.11's ssl has no TLS-PSK (3.13 adds it): docs/design/nbd.md "TLS" has the plan.
+            # CPython 3.11's ssl has no TLS-PSK (3.13 adds it): docs/design/nbd.md T2; use transport "tls".
             raise NotImplementedYet(feature="NBD over TLS with a pre-shared key (transport tls-psk)")
+        issuer = self.certificate_issuer
+        csr = details.get("certificateSigningRequest")
+        if transport == TLS:
+            if issuer is None:
+                from blockvault.blockstorage.service import NotImplementedYet
+
+                raise NotImplementedYet(feature="NBD over TLS on a server without an NBD listener")
+            if not isinstance(csr, str) or not csr.strip():
+                raise InvalidArgument(
+                    field="certificateSigningRequest",
+                    reason="transport tls needs a PEM certificate signing request for the client's key",
+                )
+        elif csr is not None:
+            raise InvalidArgument(field="certificateSigningRequest", reason="only with transport tls")
         read_only = details.get("isReadOnly", False)
         if not isinstance(read_only, bool):
             raise InvalidArgument(field="isReadOnly", reason="must be a boolean")
@@ -126,7 +164,13 @@ class AttachmentService:
             is_read_only=read_only,
             time_created=svc._clock.now(),
         )
-        if transport == "tls-psk":
+        certificate: IssuedCertificate | None = None
+        if transport == TLS:
+            assert issuer is not None
+            assert isinstance(csr, str)
+            certificate = issuer(attachment_id, export_name, csr)
+            attachment.credential = certificate.fingerprint
+        if transport == TLS_PSK:
             psk = self._random(PSK_SIZE)
             identity = f"bv-{export_name[:16]}"
             wrapped = svc.vault.wrap(volume.kms_key_id, psk, attachment.psk_context())
@@ -134,7 +178,7 @@ class AttachmentService:
             attachment.credential = wrapped.blob
             attachment.key_version_id = wrapped.key_version_id
         self.repo.insert(attachment)
-        return NewAttachment(attachment, psk)
+        return NewAttachment(attachment, psk, certificate)
 
     def list_for(self, kind: str, volume_id: str, *, state: str | None = None) -> list[Attachment]:
         self._svc.get_volume(kind, volume_id)
@@ -175,6 +219,15 @@ class AttachmentService:
     def find_export(self, export_name: str) -> Attachment | None:
         rows = self.repo.find(tables.attachments.c.export_name == export_name)
         return rows[0] if rows and rows[0].state == ATTACHED else None
+
+    def certificate_known(self, fingerprint: bytes) -> bool:
+        """Whether a client certificate with this fingerprint belongs to an ATTACHED tls attachment (detach revokes)."""
+        rows = self.repo.find(
+            tables.attachments.c.credential == fingerprint,
+            tables.attachments.c.transport == TLS,
+            tables.attachments.c.state == ATTACHED,
+        )
+        return bool(rows)
 
     def psk(self, attachment: Attachment) -> bytes:
         """The plaintext PSK of a tls-psk attachment (needs the volume's key to be usable, D1)."""
@@ -222,9 +275,13 @@ class DataSession:
         return self.attachment.is_read_only
 
     def check(self) -> None:
-        """Re-validate attachment, volume state and key state if anything relevant changed since the last check."""
+        """Re-validate attachment, volume state and key state if anything relevant changed since the last check.
+
+        A hydrating clone's row is re-read on every request: when hydration ends, the row loses its clone snapshot
+        (and the snapshot is deleted) without a generation bump, and opening the store from the stale row would
+        look for the deleted snapshot."""
         generation = self._svc.generation
-        if generation == self._generation and self._volume is not None:
+        if generation == self._generation and self._volume is not None and self._volume.clone_snapshot is None:
             return
         current = self._svc.attachments.repo.get(self.attachment.id)
         if current is None or current.state != ATTACHED:
@@ -237,7 +294,17 @@ class DataSession:
     def store(self) -> Iterator[VolumeStore]:
         """The volume's open store for one request (shared with every other user of the volume: multi-conn)."""
         self.check()
-        with self._svc.lease(self.volume) as store:
+        with ExitStack() as stack:
+            volume = self.volume
+            try:
+                store = stack.enter_context(self._svc.lease(volume))
+            except NotFound:
+                if volume.clone_snapshot is None:
+                    raise
+                # Hydration finished between our read of the row and the open: its snapshot is gone. Re-read once.
+                self._volume = None
+                self.check()
+                store = stack.enter_context(self._svc.lease(self.volume))
             yield store
 
     def read(self, offset: int, length: int) -> bytes:
@@ -301,4 +368,13 @@ class DataSession:
             return runs
 
 
-__all__ = ["ATTACHED", "DETACHED", "Attachment", "AttachmentService", "DataSession", "NewAttachment"]
+__all__ = [
+    "ATTACHED",
+    "DETACHED",
+    "Attachment",
+    "AttachmentService",
+    "CertificateIssuer",
+    "DataSession",
+    "IssuedCertificate",
+    "NewAttachment",
+]

@@ -8,6 +8,7 @@ from typing import Any
 
 from blockvault.nbd.export import VolumeExport
 from blockvault.nbd.server import NbdServer, Target
+from blockvault.nbd.tls import TlsAuthority
 
 log = logging.getLogger("blockvault.nbd")
 
@@ -20,10 +21,20 @@ def resolver(regions: dict[str, Any]) -> Callable[[str], Target | None]:
             attachments = region.blockstorage.attachments
             found = attachments.find_export(name)
             if found is not None:
-                return Target(found.transport, _opener(attachments, name))
+                fingerprint = found.credential if found.transport == "tls" else None
+                return Target(found.transport, _opener(attachments, name), fingerprint)
         return None
 
     return resolve
+
+
+def certificate_check(regions: dict[str, Any]) -> Callable[[bytes], bool]:
+    """Whether a client certificate (by SHA-256 fingerprint) belongs to an ATTACHED tls attachment of any region."""
+
+    def known(fingerprint: bytes) -> bool:
+        return any(region.blockstorage.attachments.certificate_known(fingerprint) for region in regions.values())
+
+    return known
 
 
 def _opener(attachments: Any, name: str) -> Callable[[], VolumeExport]:
@@ -35,10 +46,20 @@ def start(server: Any) -> Callable[[], None] | None:
     settings = server.settings
     if not settings.nbd_port:
         return None
-    nbd = NbdServer(host=settings.nbd_host, port=settings.nbd_port, resolve=resolver(server.regions))
+    # TLS material lives in <data_dir>/nbd-tls (0700/0600), apart from the metadata (nbd.md T2).
+    authority = TlsAuthority.open(settings.data_dir, host_names=[settings.nbd_host, settings.public_host or ""])
+    nbd = NbdServer(
+        host=settings.nbd_host,
+        port=settings.nbd_port,
+        resolve=resolver(server.regions),
+        tls=authority.server_context(),
+        accept_certificate=certificate_check(server.regions),
+    )
     nbd.start()
     for region in server.regions.values():
-        region.blockstorage.attachments.subscribe_detach(nbd.close_export)
+        attachments = region.blockstorage.attachments
+        attachments.subscribe_detach(nbd.close_export)
+        attachments.certificate_issuer = authority.issue
     host, port = nbd.address
     public = settings.public_host or host
     # The API face builds attachment URIs from this (api/attach.py); the services stay transport-free.

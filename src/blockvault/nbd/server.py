@@ -12,6 +12,7 @@ keep several connections (CAN_MULTI_CONN) for parallelism.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import ipaddress
 import logging
 import socket
@@ -46,13 +47,17 @@ EXPORT_FLAGS = (
 
 @dataclass(frozen=True)
 class Target:
-    """What an export name resolves to: its transport ("plain" or "tls-psk") and how to open it."""
+    """What an export name resolves to: its transport ("plain", "tls" or "tls-psk"), how to open it, and for
+    "tls" the SHA-256 fingerprint of the only client certificate that may open it."""
 
     transport: str
     open: Callable[[], Export]
+    fingerprint: bytes | None = None
 
 
 Resolver = Callable[[str], "Target | None"]
+# accept_certificate(SHA-256 fingerprint of the peer's certificate) -> whether it belongs to a live attachment.
+CertificateCheck = Callable[[bytes], bool]
 
 
 def is_loopback(host: str) -> bool:
@@ -72,11 +77,13 @@ class NbdServer:
         port: int,
         resolve: Resolver,
         tls: ssl.SSLContext | None = None,
+        accept_certificate: CertificateCheck | None = None,
         max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         self._host, self._port = host, port
         self._resolve = resolve
         self._tls = tls
+        self._accept_certificate = accept_certificate
         self._max = max_connections
         self._lock = threading.Lock()
         self._conns: dict[socket.socket, str | None] = {}
@@ -156,18 +163,26 @@ class NbdServer:
             thread.start()
 
     def _run(self, conn: socket.socket, peer: tuple[str, int]) -> None:
+        connection = Connection(self, conn, peer)
         try:
-            Connection(self, conn, peer).serve()
-        except (OSError, ssl.SSLError) as exc:
+            connection.serve()
+        except ssl.SSLError as exc:
+            log.info("NBD TLS with %s failed: %s", peer, exc)
+        except OSError as exc:
             log.debug("NBD connection from %s ended: %s", peer, exc)
         except p.ProtocolError as exc:
             log.info("NBD connection from %s closed: %s", peer, exc)
         except Exception:
             log.exception("NBD connection from %s crashed", peer)
         finally:
+            # After STARTTLS the connection lives in an SSLSocket (wrap_socket detached `conn`): close that one.
+            current = connection.sock
             with self._lock:
                 self._conns.pop(conn, None)
+                self._conns.pop(current, None)
                 self._threads.discard(threading.current_thread())
+            with contextlib.suppress(OSError):
+                current.close()
             with contextlib.suppress(OSError):
                 conn.close()
 
@@ -178,8 +193,18 @@ class NbdServer:
 
 
 def _hang_up(conn: socket.socket) -> None:
+    # socket.socket.shutdown, not SSLSocket.shutdown: the latter drops the TLS object under the connection's
+    # thread; shutting the descriptor down makes that thread's blocked recv return EOF, TLS or not.
     with contextlib.suppress(OSError):
-        conn.shutdown(socket.SHUT_RDWR)
+        socket.socket.shutdown(conn, socket.SHUT_RDWR)
+
+
+def _goodbye(sock: socket.socket) -> None:
+    """A clean end after NBD_CMD_DISC: over TLS, exchange close_notify (libnbd waits for ours after sending its own)."""
+    if isinstance(sock, ssl.SSLSocket):
+        sock.settimeout(2.0)
+        with contextlib.suppress(OSError, ValueError):
+            sock.unwrap()
 
 
 def _send(conn: socket.socket, pieces: Sequence[bytes | memoryview]) -> None:
@@ -195,6 +220,11 @@ def _send(conn: socket.socket, pieces: Sequence[bytes | memoryview]) -> None:
 class Connection:
     """One client: negotiation, then the request loop. Runs in its own thread."""
 
+    @property
+    def sock(self) -> socket.socket:
+        """The socket the connection currently talks on (an SSLSocket after STARTTLS)."""
+        return self._sock
+
     def __init__(self, server: NbdServer, conn: socket.socket, peer: tuple[str, int]) -> None:
         self._server = server
         self._sock = conn
@@ -202,14 +232,24 @@ class Connection:
         self._peer = peer
         self._loopback = is_loopback(peer[0])
         self._opened: dict[str, Export] = {}
+        self._peer_fingerprint: bytes | None = None  # SHA-256 of the client certificate, once TLS is up
 
     def _lookup(self, name: str, tls: bool) -> p.ExportInfo | int:
         target = self._server._resolve(name)
         if target is None:
             return p.REP_ERR_UNKNOWN
-        # Plaintext only on loopback (nbd.md T1), and a TLS attachment only over TLS (T2).
-        if not tls and (target.transport != "plain" or not self._loopback):
-            return p.REP_ERR_TLS_REQD
+        if target.transport == "plain":
+            # Plain attachments are for loopback peers only (nbd.md T1), with or without TLS: a certificate
+            # issued for another attachment grants nothing here.
+            if not self._loopback:
+                return p.REP_ERR_POLICY if tls else p.REP_ERR_TLS_REQD
+        else:
+            # A TLS attachment only over TLS, and only with the certificate issued for it (T2).
+            if not tls:
+                return p.REP_ERR_TLS_REQD
+            if target.fingerprint is None or self._peer_fingerprint != target.fingerprint:
+                log.info("NBD export refused to %s: not the certificate of this attachment", self._peer)
+                return p.REP_ERR_POLICY
         export = self._opened.get(name)
         if export is None:
             try:
@@ -237,7 +277,13 @@ class Connection:
             data = sock.recv(65536)
             if not data:
                 return
-            for event in handshake.feed(data):
+            events = handshake.feed(data)
+            for event in events:
+                if isinstance(event, p.Ready):
+                    # Register the export before the final reply goes out: a detach (close_export) that follows
+                    # the client's GO must find this connection.
+                    self._server._bind(sock, sock, event.name)
+            for event in events:
                 if isinstance(event, p.Send):
                     sock.sendall(event.data)
                 elif isinstance(event, p.StartTls):
@@ -245,6 +291,13 @@ class Connection:
                     wrapped = tls.wrap_socket(sock, server_side=True)
                     self._server._bind(wrapped, sock, "")
                     sock = self._sock = wrapped
+                    der = wrapped.getpeercert(binary_form=True)
+                    self._peer_fingerprint = hashlib.sha256(der).digest() if der else None
+                    check = self._server._accept_certificate
+                    if check is not None and (self._peer_fingerprint is None or not check(self._peer_fingerprint)):
+                        # Chains to our CA but belongs to no ATTACHED attachment: detached (revoked) or unknown.
+                        log.info("NBD TLS client %s refused: certificate not (or no longer) attached", self._peer)
+                        return
                     handshake.tls_started()
                 elif isinstance(event, p.Close):
                     log.info("NBD negotiation with %s ended: %s", self._peer, event.reason)
@@ -273,6 +326,7 @@ class Connection:
         while True:
             for request in requests:
                 if request.command == p.CMD_DISC:
+                    _goodbye(sock)
                     return
                 err = p.check(request, size=size, export_flags=flags, structured=ready.structured, meta=meta)
                 if err:
@@ -333,4 +387,4 @@ class Connection:
             return [self._error(request, code, ready.structured)]
 
 
-__all__ = ["EXPORT_FLAGS", "NbdServer", "Target", "is_loopback"]
+__all__ = ["EXPORT_FLAGS", "CertificateCheck", "NbdServer", "Target", "is_loopback"]

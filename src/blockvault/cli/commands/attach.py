@@ -1,9 +1,11 @@
 """``blockvault volume|boot-volume attach|detach|attachments``: NBD attachments (blockvault extension).
 
-attach VOLUME_ID [--tls] [--read-only] [--psk-file PATH] [--display-name NAME]
-    POST .../volumes/{id}/actions/attach; prints the attachment with its NBD URI (and, for --tls, the PSK
-    once; --psk-file writes it as "identity:hexkey", the keys.psk format of qemu's tls-creds-psk and of
-    libnbd's tls-psk-file, mode 0600)
+attach VOLUME_ID [--tls --cert-dir DIR] [--read-only] [--display-name NAME]
+    POST .../volumes/{id}/actions/attach; prints the attachment with its NBD URI. With --tls the CLI makes a
+    P-256 key and a certificate signing request, the server signs a client certificate for this attachment, and
+    DIR receives ca-cert.pem, client-cert.pem and client-key.pem (0600; the key never leaves this machine): the
+    layout of qemu's `--object tls-creds-x509,id=tls0,dir=DIR,endpoint=client` and libnbd's
+    `nbds://...?tls-certificates=DIR`. The printed URI carries `?tls-certificates=DIR`.
 detach VOLUME_ID [--attachment-id ID]      POST .../actions/detach (every active attachment if no id)
 attachments VOLUME_ID [--lifecycle-state]   GET .../attachments
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 from typing import Any
 
 from blockvault.cli.client import CliContext, compact
@@ -45,10 +48,15 @@ def register(sub: Any) -> None:
             "pre-shared key, shown once).",
         )
         attach.add_argument("volume_id", metavar="VOLUME_ID")
-        attach.add_argument("--tls", action="store_true", help="NBD over TLS with a per-attachment pre-shared key")
+        attach.add_argument(
+            "--tls", action="store_true", help="NBD over TLS with a client certificate issued for this attachment"
+        )
         attach.add_argument("--read-only", action="store_true", help="the export refuses writes")
         attach.add_argument("--display-name", help="a name for the attachment")
-        attach.add_argument("--psk-file", help="with --tls: write the PSK here as identity:hexkey (mode 0600)")
+        attach.add_argument(
+            "--cert-dir",
+            help="with --tls (required): write ca-cert.pem, client-cert.pem, client-key.pem here (mode 0600)",
+        )
         attach.set_defaults(handler=cmd_attach, attach_kind=noun)
 
         detach = verbs.add_parser(
@@ -64,32 +72,62 @@ def register(sub: Any) -> None:
         listing.set_defaults(handler=cmd_list, attach_kind=noun)
 
 
-def write_psk_file(path: str, identity: str, psk_hex: str) -> None:
+def write_private(path: Path, data: bytes) -> None:
+    """Write `path` with mode 0600 from its first byte on."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(f"{identity}:{psk_hex}\n")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
     os.chmod(path, 0o600)
 
 
+def client_key_and_request() -> tuple[bytes, str]:
+    """A fresh P-256 private key (PKCS#8 PEM) and a certificate signing request for it (PEM)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "blockvault NBD client")]))
+        .sign(key, hashes.SHA256())
+    )
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return pem, csr.public_bytes(serialization.Encoding.PEM).decode()
+
+
 def cmd_attach(args: argparse.Namespace, ctx: CliContext) -> int:
-    if args.psk_file and not args.tls:
-        raise InvalidArgument(field="--psk-file", reason="only with --tls")
+    if args.cert_dir and not args.tls:
+        raise InvalidArgument(field="--cert-dir", reason="only with --tls")
+    if args.tls and not args.cert_dir:
+        raise InvalidArgument(field="--cert-dir", reason="--tls needs a directory for the client certificate and key")
+    key_pem: bytes | None = None
+    csr: str | None = None
+    cert_dir: Path | None = None
+    if args.tls:
+        cert_dir = Path(args.cert_dir).expanduser().resolve()
+        cert_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        key_pem, csr = client_key_and_request()
     client = ctx.client
     url = client.bv_url(f"{_KINDS[args.attach_kind]}/{args.volume_id}/actions/attach")
     body = compact(
         [
-            ("transport", "tls-psk" if args.tls else "plain"),
+            ("transport", "tls" if args.tls else "plain"),
             ("isReadOnly", True if args.read_only else None),
             ("displayName", args.display_name),
+            ("certificateSigningRequest", csr),
         ]
     )
     resp = client.request("POST", url, body=body, retry_token=True)
     data = dict(resp.data)
-    if args.psk_file and data.get("psk"):
-        write_psk_file(args.psk_file, str(data["pskIdentity"]), str(data["psk"]))
-        data["pskFile"] = os.path.abspath(args.psk_file)
+    if cert_dir is not None and key_pem is not None:
+        write_private(cert_dir / "client-key.pem", key_pem)
+        write_private(cert_dir / "client-cert.pem", str(data.pop("clientCertificate")).encode())
+        write_private(cert_dir / "ca-cert.pem", str(data.pop("caCertificate")).encode())
+        data["certDir"] = str(cert_dir)
         if data.get("uri"):
-            data["uri"] = f"{data['uri']}?tls-psk-file={data['pskFile']}"
+            data["uri"] = f"{data['uri']}?tls-certificates={cert_dir}"
     ctx.out.emit(data)
     return 0
 
