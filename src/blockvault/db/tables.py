@@ -239,9 +239,9 @@ attachments = Table(
     Column("display_name", String, nullable=False),
     Column("state", String, nullable=False),  # ATTACHING | ATTACHED | DETACHING | DETACHED
     Column("export_name", String, nullable=False, unique=True),
-    Column("transport", String, nullable=False),  # plain | tls-psk
+    Column("transport", String, nullable=False),  # plain | tls (x509 client certificate) | tls-psk (not yet)
     Column("psk_identity", String, nullable=True),
-    Column("credential", LargeBinary, nullable=True),  # wrapped PSK
+    Column("credential", LargeBinary, nullable=True),  # tls: the client certificate's SHA-256 fingerprint
     Column("key_version_id", String, nullable=True),  # what wrapped the credential
     Column("is_read_only", Boolean, nullable=False, default=False),
     Column("time_created", String, nullable=False),
