@@ -21,6 +21,7 @@ from blockvault.api.app import create_app
 from blockvault.api.services import AppServices, RegionServices
 from blockvault.backup.objectstore.local import LocalObjectStore
 from blockvault.blockstorage.jobs import JobRunner
+from blockvault.blockstorage.regions import InProcessRegionClient
 from blockvault.blockstorage.service import BlockStorageService, Region
 from blockvault.clock import OffsetClock, SystemClock
 from blockvault.config import Settings
@@ -89,6 +90,11 @@ class Server:
                 compartment_exists=self.identity.compartment_exists,
             )
             self.regions[rs.name] = RegionServices(region, engine, vault, blockstorage, runner, self.domain_clock)
+        # Cross-region features (backup copy) reach the other regions through RegionClient; all live in this process.
+        for services in self.regions.values():
+            services.blockstorage.connect_regions(
+                {name: InProcessRegionClient(other.blockstorage) for name, other in self.regions.items()}
+            )
         self.services = AppServices(
             identity=self.identity,
             authz=Authorizer(self.identity),

@@ -1,9 +1,12 @@
 """Block Volume operations (/20160918/...): volumes, boot volumes, backups, KMS keys of volumes, volume data.
 
-Not yet implemented (answered 501 MethodNotImplemented, never retried): replicas, volume groups, backup policies,
-backup copies, delta restores. Ignored on input: autotunePolicies, clusterPlacementGroupId, isReservationsEnabled,
-backupPolicyId, retention settings of backups.
+Not yet implemented (answered 501 MethodNotImplemented, never retried): replicas, volume groups (and their backup
+copies), backup policies, delta restores. Ignored on input: autotunePolicies, clusterPlacementGroupId,
+isReservationsEnabled, backupPolicyId, retention settings of backups.
 Volume data (blockvault extension): PUT/GET /20160918/{volumes|bootVolumes}/{id}/data?offset=N[&length=M].
+Cross-region backup copy: POST .../{volumeBackups|bootVolumeBackups}/{id}/actions/copy on the SOURCE region's
+endpoint creates the copy in the destination region (its own job, store and keys); GET of a backup by id on any
+region's endpoint is answered by the region named in the OCID (the CLI's copy --wait-for-state polls that way).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from starlette.routing import Route
 
 from blockvault.api import schemas
 from blockvault.api.framework import Ctx, Reply, operation, sort
+from blockvault.api.services import RegionServices
 from blockvault.blockstorage.service import NotImplementedYet
 from blockvault.errors import InvalidArgument, MissingParameter, RelatedResourceNotFound
 
@@ -169,9 +173,11 @@ def _make_backup_ops(collection: str) -> list[Route]:
         return _created(schemas.backup(backup), job_id)
 
     def get(ctx: Ctx) -> Reply:
-        backup = ctx.region.blockstorage.get_backup(kind, str(ctx.path["backup_id"]))
+        """A backup of another region (its OCID's region code) is read from that region (cross-region copy)."""
+        info = ctx.region.blockstorage.lookup_backup(kind, str(ctx.path["backup_id"]))
+        backup = info.backup
         ctx.authorize(f"Get{op}", compartment_id=backup.compartment_id, target_id=backup.id)
-        return Reply(schemas.backup(backup))
+        return Reply(schemas.backup(backup, info.source_backup_id))
 
     def list_(ctx: Ctx) -> Reply:
         compartment_id = ctx.query("compartmentId")
@@ -182,7 +188,8 @@ def _make_backup_ops(collection: str) -> list[Route]:
             kind, compartment_id, volume_filter, ctx.query("lifecycleState"), ctx.query("displayName")
         )
         items = ctx.visible(f"List{op}s", items, lambda b: (b.compartment_id, b.id, _key_var(b.kms_key_id)))
-        return ctx.page(sort([schemas.backup(b) for b in items], ctx))
+        sources = ctx.region.blockstorage.copy_sources([b.id for b in items])
+        return ctx.page(sort([schemas.backup(b, sources.get(b.id)) for b in items], ctx))
 
     def update(ctx: Ctx) -> Reply:
         svc = ctx.region.blockstorage
@@ -196,19 +203,42 @@ def _make_backup_ops(collection: str) -> list[Route]:
         )
         if body.get("kmsKeyId"):
             ctx.authorize_key_use(f"Update{op}", str(body["kmsKeyId"]))
-        ctx.check_if_match(schemas.backup(backup), f"{kind} backup", backup.id)
-        return Reply(schemas.backup(svc.update_backup(kind, backup.id, body)))
+        source = svc.copy_source(backup.id)
+        ctx.check_if_match(schemas.backup(backup, source), f"{kind} backup", backup.id)
+        return Reply(schemas.backup(svc.update_backup(kind, backup.id, body), source))
 
     def delete(ctx: Ctx) -> Reply:
         svc = ctx.region.blockstorage
         backup = svc.get_backup(kind, str(ctx.path["backup_id"]))
         ctx.authorize(f"Delete{op}", compartment_id=backup.compartment_id, target_id=backup.id)
-        ctx.check_if_match(schemas.backup(backup), f"{kind} backup", backup.id)
+        ctx.check_if_match(schemas.backup(backup, svc.copy_source(backup.id)), f"{kind} backup", backup.id)
         _, job_id = svc.delete_backup(kind, backup.id)
         return Reply(None, status=204, headers={"opc-work-request-id": job_id}, etag=False)
 
     def copy(ctx: Ctx) -> Reply:
-        raise NotImplementedYet(feature="Cross-region backup copy")
+        """CopyVolumeBackup / CopyBootVolumeBackup (R3.25-R3.31, D11) on the source region's endpoint.
+
+        Source: `Copy{op}` (VOLUME_BACKUP_READ + VOLUME_BACKUP_COPY) on the backup; destination: `Create{op}Copy`
+        (VOLUME_BACKUP_CREATE) in the compartment the copy lands in (the source's); a kmsKeyId needs the same key
+        delegation as a create with a key, asked of the DESTINATION region's vault (the key must live there).
+        Answers 200 with the new backup (CREATING) of the destination region."""
+        svc = ctx.region.blockstorage
+        backup = svc.get_backup(kind, str(ctx.path["backup_id"]))
+        body = ctx.json()
+        key_id = body.get("kmsKeyId")
+        ctx.authorize(
+            f"Copy{op}",
+            compartment_id=backup.compartment_id,
+            target_id=backup.id,
+            **({"request.kms-key.id": key_id} if key_id and isinstance(key_id, str) else {}),
+        )
+        ctx.require(body, "destinationRegion")
+        destination = _destination_region(ctx, body["destinationRegion"])
+        ctx.authorize(f"Create{op}Copy", compartment_id=backup.compartment_id)
+        if key_id:
+            Ctx(ctx.request, ctx.body, ctx.principal, ctx.app, destination).authorize_key_use(f"Copy{op}", str(key_id))
+        copied, job_id = destination.blockstorage.create_copy(kind, ctx.region.region.name, backup.id, body)
+        return Reply(schemas.backup(copied, backup.id), headers={"opc-work-request-id": job_id})
 
     base = f"/20160918/{collection}"
     return [
@@ -217,8 +247,25 @@ def _make_backup_ops(collection: str) -> list[Route]:
         Route(base + "/{backup_id}", operation(get), methods=["GET"]),
         Route(base + "/{backup_id}", operation(update), methods=["PUT"]),
         Route(base + "/{backup_id}", operation(delete), methods=["DELETE"]),
-        Route(base + "/{backup_id}/actions/copy", operation(copy), methods=["POST"]),
+        Route(base + "/{backup_id}/actions/copy", operation(copy, idempotent_post=True), methods=["POST"]),
     ]
+
+
+def _destination_region(ctx: Ctx, name: Any) -> RegionServices:
+    """D11: any other region this blockvault serves; the source's own region or an unknown one is 400."""
+    if not isinstance(name, str) or not name:
+        raise InvalidArgument(field="destinationRegion", reason="must be a region name such as us-phoenix-1")
+    if name == ctx.region.region.name:
+        raise InvalidArgument(
+            field="destinationRegion", reason=f"the backup is already in {name}; a copy goes to another region"
+        )
+    destination = ctx.app.regions.get(name)
+    if destination is None:
+        served = ", ".join(n for n in ctx.app.regions if n != ctx.region.region.name)
+        raise InvalidArgument(
+            field="destinationRegion", reason=f"{name!r} is not a region this blockvault serves (it serves {served})"
+        )
+    return destination
 
 
 def _key_var(key_id: str | None) -> dict[str, str]:

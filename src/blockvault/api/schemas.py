@@ -41,7 +41,8 @@ def volume(v: Volume) -> dict[str, Any]:
     return out
 
 
-def backup(b: Backup) -> dict[str, Any]:
+def backup(b: Backup, source_backup_id: str | None = None) -> dict[str, Any]:
+    """`source_backup_id`: the backup this one was copied from (cross-region copy), else None."""
     out: dict[str, Any] = {
         "id": b.id,
         "compartmentId": b.compartment_id,
@@ -63,11 +64,11 @@ def backup(b: Backup) -> dict[str, Any]:
         out["volumeId"] = b.volume_id
         out["sizeInMBs"] = b.size_gb * 1024
         out["uniqueSizeInMbs"] = (b.unique_size_bytes + (1 << 20) - 1) >> 20
-        out["sourceVolumeBackupId"] = None
+        out["sourceVolumeBackupId"] = source_backup_id
     else:
         out["bootVolumeId"] = b.volume_id
         out["imageId"] = None
-        out["sourceBootVolumeBackupId"] = None
+        out["sourceBootVolumeBackupId"] = source_backup_id
     return out
 
 

@@ -13,6 +13,7 @@ the busy ones as soon as their current operation ends.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -42,6 +43,7 @@ from blockvault.blockstorage.model import (
     Job,
     Volume,
 )
+from blockvault.blockstorage.regions import BackupInfo, ExportSource, LocalBackupExport, RegionClient
 from blockvault.clock import Clock
 from blockvault.db import tables
 from blockvault.db.engine import reading
@@ -104,6 +106,7 @@ class BlockStorageService:
         self.region, self.vault, self.objects, self.runner = region, vault, objects, runner
         self._engine, self._clock, self._random = engine, clock, random
         self._compartment_exists = compartment_exists
+        self.peers: dict[str, RegionClient] = {}  # the other regions this process serves (connect_regions)
         self.volumes = TableRepo(engine, tables.volumes, Volume)
         self.backups = TableRepo(engine, tables.backups, Backup)
         self._leases: dict[str, _Lease] = {}
@@ -122,6 +125,7 @@ class BlockStorageService:
             ("DeleteVolume", self._job_delete_volume, self._fail_volume),
             ("CreateBackup", self._job_backup, self._fail_backup),
             ("DeleteBackup", self._job_delete_backup, self._fail_backup),
+            ("CopyBackup", self._job_copy, self._fail_backup),
         ):
             runner.register(op, handler, on_fail)
 
@@ -763,6 +767,133 @@ class BlockStorageService:
         self.runner.wake()
         return updated, job.id
 
+    # --- cross-region copy (S12, S14; R3.25-R3.32, D11; blockstorage/regions.py) --------------------------------
+
+    def connect_regions(self, peers: dict[str, RegionClient]) -> None:
+        """Tell this region about the other regions it can copy from (region name -> client); composition root."""
+        self.peers = {name: peer for name, peer in peers.items() if name != self.region.name}
+
+    def _peer(self, region: str) -> RegionClient:
+        peer = self.peers.get(region)
+        if peer is None:
+            raise InvalidArgument(
+                field="destinationRegion", reason=f"{region!r} is not a region this blockvault serves"
+            )
+        return peer
+
+    def owning_region(self, ocid: str) -> str | None:
+        """The name of the other region whose code is in the OCID's region segment (`.phx.`), or None: this one's,
+        none, unknown, or not an OCID (then the local lookup answers 404 as before)."""
+        try:
+            segment = ids.parse(ocid).region.split("-ad-")[0]
+        except InvalidArgument:
+            return None
+        if segment in ("", self.region.key, self.region.name):
+            return None
+        for name, peer in self.peers.items():
+            if segment in (peer.region_key, peer.region):
+                return name
+        return None
+
+    def lookup_backup(self, kind: str, backup_id: str) -> BackupInfo:
+        """GET of a backup by id from any region's endpoint: a backup of another region this process serves (by
+        the OCID's region code) is read from that region. The `oci bv backup copy --wait-for-state` poll needs it:
+        the CLI rebuilds its client for the destination region, but `--endpoint` still wins (oci-wire.md §1.2)."""
+        owner = self.owning_region(backup_id)
+        if owner is not None:
+            return self.peers[owner].get_backup(kind, backup_id)
+        backup = self.get_backup(kind, backup_id)
+        return BackupInfo(backup, self.copy_source(backup.id))
+
+    def copy_source(self, backup_id: str) -> str | None:
+        """The backup a copy was made from (`sourceVolumeBackupId`); recorded in the copy's durable job."""
+        return self.copy_sources([backup_id]).get(backup_id)
+
+    def copy_sources(self, backup_ids: list[str]) -> dict[str, str]:
+        if not backup_ids:
+            return {}
+        stmt = select(tables.jobs.c.resource_id, tables.jobs.c.payload).where(
+            tables.jobs.c.operation == "CopyBackup", tables.jobs.c.resource_id.in_(backup_ids)
+        )
+        with reading(self._engine) as conn:
+            rows = conn.execute(stmt).all()
+        return {r.resource_id: str(json.loads(r.payload)["sourceBackupId"]) for r in rows}
+
+    def check_exportable(self, kind: str, backup_id: str) -> Backup:
+        """Source side of a copy: the backup must be AVAILABLE (CREATING passes by itself: IncorrectState, which the
+        CLI retries) and its key usable (D1: 409 Conflict naming the key)."""
+        backup = self.get_backup(kind, backup_id)
+        if backup.state == CREATING:
+            raise IncorrectState(kind=f"{kind} backup", ident=backup_id, state=backup.state, allowed=[AVAILABLE])
+        if backup.state != AVAILABLE:
+            raise Conflict(
+                kind=f"{kind} backup", ident=backup_id, reason=f"it is {backup.state}; a copy needs AVAILABLE"
+            )
+        self.vault.require_usable(backup.kms_key_id)
+        return backup
+
+    def open_export(self, kind: str, backup_id: str) -> LocalBackupExport:
+        """Source side of a copy: the backup's manifest, authenticated with its own DEK, and a plaintext chunk reader.
+        The DEKs stay in this region's memory until the export is closed."""
+        backup = self.check_exportable(kind, backup_id)
+        deks = self._unwrap_backup_deks(backup)
+        manifest = backup_engine.read_manifest(self.objects, backup.id, deks[backup.id])
+
+        def still_readable() -> None:
+            self.check_exportable(kind, backup_id)
+
+        return LocalBackupExport(self.objects, manifest, deks, still_readable)
+
+    def create_copy(
+        self, kind: str, source_region: str, source_backup_id: str, details: dict[str, Any]
+    ) -> tuple[Backup, str]:
+        """Destination side of CopyVolumeBackup / CopyBootVolumeBackup: validate everything, then record the copy
+        (CREATING), its new DEK and its job in one transaction. Nothing is created when any check fails.
+
+        The copy is encrypted under `kmsKeyId`, a key of THIS region (resolve_key: malformed, other region, unknown,
+        RSA, not ENABLED -> the usual errors), or this region's provider-managed key when none is given (R3.26),
+        never the source's key. It gets a fresh DEK; the job re-encrypts every chunk (not a ciphertext copy).
+        """
+        peer = self._peer(source_region)
+        display_name = details.get("displayName")
+        if display_name is not None and not isinstance(display_name, str):
+            raise InvalidArgument(field="displayName", reason="must be a string")
+        key_id = details.get("kmsKeyId")
+        if key_id is not None and not isinstance(key_id, str):
+            raise InvalidArgument(field="kmsKeyId", reason="must be a string")
+        chosen = self._resolve_key(key_id or None)  # R3.27 / D13: a key of the destination region
+        src = peer.check_exportable(kind, source_backup_id)  # D1 on the source's key; AVAILABLE
+        now = self._clock.now()
+        backup = Backup(
+            id=ids.new(f"{kind}backup", self.region.key, random=self._random),
+            kind=kind,
+            volume_id=src.volume_id,  # the source's volume, as OCI shows it on a copy
+            compartment_id=src.compartment_id,
+            display_name=display_name or src.display_name,
+            type="FULL",  # a copy holds every chunk it needs (decisions.md)
+            source_type=src.source_type,
+            state=CREATING,
+            kms_key_id=chosen,
+            size_gb=src.size_gb,
+            time_created=now,
+            time_request_received=now,
+            freeform_tags=dict(src.freeform_tags),  # R3.9: tags travel with a copy
+            defined_tags=dict(src.defined_tags),
+        )
+        _, wrapped = self.vault.new_dek(chosen, backup.dek_context(backup.id))
+        job = self.runner.new(
+            "CopyBackup",
+            backup.id,
+            backup.compartment_id,
+            {"sourceRegion": peer.region, "sourceBackupId": src.id},
+        )
+        with self._engine.begin() as conn:
+            self.backups.insert(backup, conn)
+            self._put_dek(conn, backup.id, backup.id, wrapped)
+            self._enqueue(conn, job)
+        self.runner.wake()
+        return backup, job.id
+
     # --- jobs -------------------------------------------------------------------------------------------------
 
     def _job_volume(self, job: Job) -> Volume:
@@ -970,6 +1101,41 @@ class BlockStorageService:
                 if holder is None:
                     for name in self.objects.list(f"chunks/{dek_id}/"):
                         self.objects.delete(name)
+
+    def _job_copy(self, job: Job, progress: Callable[[float], None]) -> None:
+        """Read the source backup chunk by chunk from its region (plaintext, decrypted there with its DEKs) and store
+        it here as a FULL backup under the copy's own DEK. Idempotent: write_backup first deletes whatever a crashed
+        attempt left (W2) and commits the manifest last (W1); the copy is AVAILABLE only after that commit."""
+        backup = self.backups.get(job.resource_id)
+        if backup is None or backup.state != CREATING:
+            return
+        own = self._backup_deks(backup)[backup.id]
+        dek = self.vault.unwrap(own, backup.dek_context(backup.id))  # D1 on the destination key: park
+        if self.objects.exists(f"manifests/{backup.id}"):
+            # A crash after the commit point but before the metadata update: finish from the manifest.
+            manifest = backup_engine.read_manifest(self.objects, backup.id, dek)
+            stored = sum(e.stored_length for e in manifest.entries)
+        else:
+            peer = self._peer(str(job.payload["sourceRegion"]))
+            export = peer.open_export(backup.kind, str(job.payload["sourceBackupId"]))
+            try:
+                result = backup_engine.write_backup(
+                    self.objects,
+                    ExportSource(export),
+                    backup_id=backup.id,
+                    volume_id=export.layout.volume_id,
+                    dek=dek,
+                    kind="FULL",
+                    parent=None,
+                    progress=lambda done, total: progress(100.0 * done / max(total, 1)),
+                )
+            finally:
+                export.close()
+            manifest, stored = result.manifest, result.bytes_stored
+        self.backups.save(
+            replace(backup, state=AVAILABLE, unique_size_bytes=stored, type=manifest.kind, parent_id=None),
+            expect={"state": CREATING},
+        )
 
     def _fail_backup(self, job: Job, reason: str) -> None:
         backup = self.backups.get(job.resource_id)

@@ -44,7 +44,9 @@ def _backup_ops(op: str, p: str, volume_p: str) -> dict[str, tuple[str, ...]]:
         f"List{op}s": (f"{p}_INSPECT",),
         f"Update{op}": (f"{p}_UPDATE",),
         f"Delete{op}": (f"{p}_DELETE",),
-        f"Copy{op}": (f"{p}_COPY",),
+        # R3.31: cross-region copy needs READ + COPY on the source backup and CREATE where the copy lands
+        f"Copy{op}": (f"{p}_READ", f"{p}_COPY"),
+        f"Create{op}Copy": (f"{p}_CREATE",),
         f"Change{op}Compartment": (f"{p}_MOVE",),
         f"Restore{op}Source": (f"{p}_READ",),  # R7.24: creating a volume from a backup needs `read volume-backups`
     }
