@@ -280,3 +280,12 @@ def test_cis_findings() -> None:
     )
     got = {(f.recommendation, f.resource_id) for f in findings}
     assert got == {("5.2.1", "v1"), ("5.2.2", "b1"), ("4.16", K), ("R7.19", "vault"), ("1.x", "p2")}
+
+
+def test_volume_family_does_not_carry_backup_copy_but_the_member_type_does() -> None:
+    from blockvault.iam.policy import permissions
+
+    assert "VOLUME_BACKUP_COPY" not in permissions("manage", "volume-family")
+    assert "BOOT_VOLUME_BACKUP_COPY" not in permissions("manage", "volume-family")
+    assert "VOLUME_BACKUP_COPY" in permissions("manage", "volume-backups")
+    assert "VOLUME_BACKUP_CREATE" in permissions("manage", "volume-family")

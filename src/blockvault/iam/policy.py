@@ -158,6 +158,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "all-resources": tuple(RESOURCE_TYPES),
 }
 
+FAMILY_EXCLUDES = frozenset({"VOLUME_BACKUP_COPY", "BOOT_VOLUME_BACKUP_COPY"})
 ANY_PERMISSION = "*"  # `manage all-resources` grants every permission, including ones added later
 
 
@@ -171,6 +172,8 @@ def permissions(verb: str, resource_type: str) -> frozenset[str]:
     for member in members:
         for added in RESOURCE_TYPES[member][: level + 1]:
             out.update(added)
+    if rtype == "volume-family":
+        out -= FAMILY_EXCLUDES  # R3.31: the family does not carry the copy permissions; the member types do
     if rtype == "all-resources" and verb.lower() == "manage":
         out.add(ANY_PERMISSION)
     return frozenset(out)
