@@ -944,6 +944,7 @@ class BlockStorageService:
             replace(current, is_hydrated=True, clone_snapshot=None), expect={"clone_snapshot": volume.clone_snapshot}
         )
         self._forget(volume.id)  # reopen without the source: the clone is independent now
+        self.bump_generation()  # data sessions re-read the record: no stale link to the source snapshot
         with self._using(src) as store:
             store.delete_snapshot(volume.clone_snapshot)
 
