@@ -35,6 +35,11 @@ def _created(body: dict[str, Any], job_id: str) -> Reply:
     return Reply(body, headers={"opc-work-request-id": job_id})
 
 
+def _volume_wire(ctx: Ctx, volume: Any) -> dict[str, Any]:
+    """The volume's JSON with its attachment state (one definition, so GET, lists and if-match agree)."""
+    return schemas.volume(volume, len(ctx.region.blockstorage.attachments.active(volume.id)))
+
+
 def _make_volume_ops(collection: str) -> list[Route]:
     kind = _KIND[collection]
     op = "Volume" if kind == "volume" else "BootVolume"
@@ -53,12 +58,12 @@ def _make_volume_ops(collection: str) -> list[Route]:
         if body.get("kmsKeyId"):
             ctx.authorize_key_use(f"Create{op}", str(body["kmsKeyId"]))
         volume, job_id = ctx.region.blockstorage.create_volume(kind, body)
-        return _created(schemas.volume(volume), job_id)
+        return _created(_volume_wire(ctx, volume), job_id)
 
     def get(ctx: Ctx) -> Reply:
         volume = ctx.region.blockstorage.get_volume(kind, _vol_id(ctx, kind))
         ctx.authorize(f"Get{op}", compartment_id=volume.compartment_id, target_id=volume.id)
-        return Reply(schemas.volume(volume))
+        return Reply(_volume_wire(ctx, volume))
 
     def list_(ctx: Ctx) -> Reply:
         compartment_id = ctx.query("compartmentId")
@@ -68,20 +73,21 @@ def _make_volume_ops(collection: str) -> list[Route]:
             kind, compartment_id, ctx.query("availabilityDomain"), ctx.query("lifecycleState"), ctx.query("displayName")
         )
         items = ctx.visible(f"List{op}s", items, lambda v: (v.compartment_id, v.id, _key_var(v.kms_key_id)))
-        return ctx.page(sort([schemas.volume(v) for v in items], ctx))
+        counts = ctx.region.blockstorage.attachments.attached_counts()
+        return ctx.page(sort([schemas.volume(v, counts.get(v.id, 0)) for v in items], ctx))
 
     def update(ctx: Ctx) -> Reply:
         svc = ctx.region.blockstorage
         volume = svc.get_volume(kind, _vol_id(ctx, kind))
         ctx.authorize(f"Update{op}", compartment_id=volume.compartment_id, target_id=volume.id)
-        ctx.check_if_match(schemas.volume(volume), kind, volume.id)
-        return Reply(schemas.volume(svc.update_volume(kind, volume.id, ctx.json())))
+        ctx.check_if_match(_volume_wire(ctx, volume), kind, volume.id)
+        return Reply(_volume_wire(ctx, svc.update_volume(kind, volume.id, ctx.json())))
 
     def delete(ctx: Ctx) -> Reply:
         svc = ctx.region.blockstorage
         volume = svc.get_volume(kind, _vol_id(ctx, kind))
         ctx.authorize(f"Delete{op}", compartment_id=volume.compartment_id, target_id=volume.id)
-        ctx.check_if_match(schemas.volume(volume), kind, volume.id)
+        ctx.check_if_match(_volume_wire(ctx, volume), kind, volume.id)
         _, job_id = svc.delete_volume(kind, volume.id)
         return Reply(None, status=204, headers={"opc-work-request-id": job_id}, etag=False)
 

@@ -10,7 +10,8 @@ from blockvault.iam.model import Compartment, Tenancy, User
 from blockvault.vault.model import Key, KeyVersion, Vault
 
 
-def volume(v: Volume) -> dict[str, Any]:
+def volume(v: Volume, attached: int = 0) -> dict[str, Any]:
+    """`attached`: the volume's ATTACHED NBD attachments, shown in systemTags (OCI's place for service facts)."""
     out: dict[str, Any] = {
         "id": v.id,
         "availabilityDomain": v.availability_domain,
@@ -18,7 +19,7 @@ def volume(v: Volume) -> dict[str, Any]:
         "displayName": v.display_name,
         "freeformTags": v.freeform_tags,
         "definedTags": v.defined_tags,
-        "systemTags": {},
+        "systemTags": {"blockvault": {"attachmentCount": attached, "isAttached": attached > 0}},
         "isHydrated": v.is_hydrated,
         "kmsKeyId": v.kms_key_id,
         "lifecycleState": v.state,

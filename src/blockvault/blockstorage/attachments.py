@@ -187,6 +187,13 @@ class AttachmentService:
             cond.append(tables.attachments.c.state == state)
         return self.repo.find(*cond, order_by=[tables.attachments.c.time_created, tables.attachments.c.id])
 
+    def attached_counts(self) -> dict[str, int]:
+        """Volume id -> number of ATTACHED attachments (for showing attachment state on volumes)."""
+        counts: dict[str, int] = {}
+        for attachment in self.repo.find(tables.attachments.c.state == ATTACHED):
+            counts[attachment.volume_id] = counts.get(attachment.volume_id, 0) + 1
+        return counts
+
     def active(self, volume_id: str) -> list[Attachment]:
         return self.repo.find(tables.attachments.c.volume_id == volume_id, tables.attachments.c.state == ATTACHED)
 
@@ -310,6 +317,11 @@ class DataSession:
     def read(self, offset: int, length: int) -> bytes:
         with self.store() as store:
             return store.read(offset, length)
+
+    def read_into(self, offset: int, out: memoryview) -> None:
+        """read() into caller-owned memory (the NBD connection's reply buffer); on an error `out` is garbage."""
+        with self.store() as store:
+            store.read_into(offset, out)
 
     def write(self, offset: int, data: bytes | memoryview, *, fua: bool) -> None:
         with self.store() as store:
