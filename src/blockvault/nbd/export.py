@@ -92,6 +92,10 @@ class VolumeExport:
     def pread(self, offset: int, length: int) -> bytes:
         return self._session.read(offset, length)
 
+    def pread_into(self, offset: int, out: memoryview) -> None:
+        """pread into the connection's reply buffer (server.py uses it when an export has it; no allocation)."""
+        self._session.read_into(offset, out)
+
     def pwrite(self, offset: int, data: bytes | memoryview, *, fua: bool) -> None:
         self._session.write(offset, data, fua=fua)
 

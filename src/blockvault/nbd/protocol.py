@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from blockvault.errors import InvalidArgument
@@ -472,14 +472,46 @@ class ServerHandshake:
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """One transmission request. `data` is the WRITE payload (empty for every other command)."""
+    """One transmission request. `data` is the WRITE payload (empty for every other command): bytes from
+    `RequestParser.feed`, a view of the caller's buffer from `parse_requests` (valid until the caller reuses it)."""
 
     flags: int
     command: int
     cookie: int
     offset: int
     length: int
-    data: bytes = field(default=b"", repr=False)
+    data: bytes | memoryview = field(default=b"", repr=False)
+
+
+def parse_requests(view: memoryview, max_payload: int = MAX_PAYLOAD) -> tuple[list[Request], int, int]:
+    """Zero-copy parse of the complete requests at the start of `view` (a 1-D byte view).
+
+    Returns (requests, consumed, need): WRITE payloads are slices of `view` (no copy: the caller must not overwrite
+    its buffer until it is done with them), `consumed` is the number of bytes those requests took, and `need` the
+    total size of the next, incomplete request as far as it is known (its header and payload once the header is
+    in, else a header). The caller keeps `view[consumed:]` and feeds it again, completed, later; `RequestParser`
+    is exactly this with a buffer of its own. Same errors as `RequestParser.feed`.
+    """
+    out: list[Request] = []
+    pos = 0
+    size = len(view)
+    unpack = _REQUEST.unpack_from
+    while size - pos >= REQUEST_SIZE:
+        magic, flags, command, cookie, offset, length = unpack(view, pos)
+        if magic != REQUEST_MAGIC:
+            raise ProtocolError(reason=f"bad request magic {magic:#x}")
+        if command == CMD_WRITE:
+            if length > max_payload:
+                raise ProtocolError(reason=f"WRITE of {length} bytes exceeds the {max_payload}-byte maximum")
+            end = pos + REQUEST_SIZE + length
+            if end > size:
+                return out, pos, REQUEST_SIZE + length
+            out.append(Request(flags, command, cookie, offset, length, view[pos + REQUEST_SIZE : end]))
+            pos = end
+        else:
+            out.append(Request(flags, command, cookie, offset, length))
+            pos += REQUEST_SIZE
+    return out, pos, REQUEST_SIZE
 
 
 class RequestParser:
@@ -501,24 +533,13 @@ class RequestParser:
     def feed(self, data: bytes | bytearray | memoryview) -> list[Request]:
         buf = self._buf
         buf += data
-        out: list[Request] = []
-        pos = 0
-        size = len(buf)
-        while size - pos >= REQUEST_SIZE:
-            magic, flags, command, cookie, offset, length = _REQUEST.unpack_from(buf, pos)
-            if magic != REQUEST_MAGIC:
-                raise ProtocolError(reason=f"bad request magic {magic:#x}")
-            if command == CMD_WRITE:
-                if length > self._max:
-                    raise ProtocolError(reason=f"WRITE of {length} bytes exceeds the {self._max}-byte maximum")
-                end = pos + REQUEST_SIZE + length
-                if end > size:
-                    break
-                out.append(Request(flags, command, cookie, offset, length, bytes(buf[pos + REQUEST_SIZE : end])))
-                pos = end
-            else:
-                out.append(Request(flags, command, cookie, offset, length))
-                pos += REQUEST_SIZE
+        with memoryview(buf) as view:
+            parsed, pos, _need = parse_requests(view, self._max)
+            # Payloads become bytes of their own: the buffer is about to move.
+            out = [replace(r, data=bytes(r.data)) if r.command == CMD_WRITE else r for r in parsed]
+            for r in parsed:
+                if isinstance(r.data, memoryview):
+                    r.data.release()
         if pos:
             del buf[:pos]
         return out

@@ -20,6 +20,7 @@ import ssl
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from blockvault.errors import KeyUnusable
 from blockvault.nbd import protocol as p
@@ -208,13 +209,44 @@ def _goodbye(sock: socket.socket) -> None:
 
 
 def _send(conn: socket.socket, pieces: Sequence[bytes | memoryview]) -> None:
+    """One reply: one sendmsg of header and data pieces (no concatenation); a short send sends the rest."""
     if isinstance(conn, ssl.SSLSocket):
         conn.sendall(b"".join(pieces))
         return
-    total = sum(len(piece) for piece in pieces)
     sent = conn.sendmsg(pieces)
-    if sent < total:
-        conn.sendall(b"".join(pieces)[sent:])
+    for piece in pieces:
+        size = len(piece)
+        if sent >= size:
+            sent -= size
+            continue
+        conn.sendall(memoryview(piece)[sent:])
+        sent = 0
+
+
+# Commands whose FUA is honoured by a group flush (server._answer), and the marker of their held success.
+_GROUPED = frozenset({p.CMD_WRITE, p.CMD_WRITE_ZEROES, p.CMD_TRIM})
+_DONE: Final = b"(held for the group flush: never sent)"
+
+
+class _Replies:
+    """Per-connection READ buffer: the export decrypts into it (`pread_into`) and the reply is sent from it, so a
+    READ allocates nothing. It is reused for the next READ once the reply has been sent. Exports without
+    `pread_into` (test doubles) are read with `pread`."""
+
+    def __init__(self, export: Export) -> None:
+        self._into: Callable[[int, memoryview], None] | None = getattr(export, "pread_into", None)
+        self._pread = export.pread
+        self._buf = memoryview(bytearray(0))
+
+    def read(self, offset: int, length: int) -> bytes | memoryview:
+        if self._into is None:
+            return self._pread(offset, length)
+        if len(self._buf) < length:
+            self._buf.release()
+            self._buf = memoryview(bytearray(max(length, 1 << 20)))
+        out = self._buf[:length]
+        self._into(offset, out)
+        return out
 
 
 class Connection:
@@ -316,27 +348,108 @@ class Connection:
             export.close()
 
     def _transmit(self, sock: socket.socket, export: Export, ready: p.Ready) -> None:
-        parser = p.RequestParser()
+        """The request loop. Receives into one reused buffer and parses it in place (`p.parse_requests`): a WRITE
+        payload reaches the export as a view of that buffer, and one whose tail has not arrived yet is completed by
+        receiving exactly the missing bytes into place, so payload bytes are copied once, by the kernel."""
         size = export.size()
         flags = ready.export.flags
         meta = bool(ready.meta_contexts)
         buf = bytearray(RECV_BUFFER)
         view = memoryview(buf)
-        requests = parser.feed(ready.leftover)
+        start = end = 0  # view[start:end] holds received, unparsed bytes
+        leftover = ready.leftover
+        if leftover:
+            if len(leftover) > len(buf):
+                buf = bytearray(len(leftover))
+                view = memoryview(buf)
+            view[: len(leftover)] = leftover
+            end = len(leftover)
+        reply = _Replies(export)
         while True:
-            for request in requests:
-                if request.command == p.CMD_DISC:
-                    _goodbye(sock)
-                    return
-                err = p.check(request, size=size, export_flags=flags, structured=ready.structured, meta=meta)
-                if err:
-                    _send(sock, [self._error(request, err, ready.structured)])
-                    continue
-                _send(sock, self._execute(export, request, ready))
-            n = sock.recv_into(buf)
+            requests, consumed, need = p.parse_requests(view[start:end])
+            if not self._answer(sock, export, ready, reply, requests, size, flags, meta):
+                return
+            del requests  # the payload views end here: the buffer may be refilled
+            start += consumed
+            if start == end:
+                start = end = 0
+            elif start + need > len(buf):
+                # The incomplete request does not fit behind `start`: move its head (less than `need` bytes) to
+                # the front, growing the buffer for a payload larger than RECV_BUFFER (at most MAX_PAYLOAD).
+                head = end - start
+                if need > len(buf):
+                    bigger = bytearray(need)
+                    bigger[:head] = view[start:end]
+                    view.release()
+                    buf, view = bigger, memoryview(bigger)
+                else:
+                    view[:head] = view[start:end]
+                start, end = 0, head
+            if end - start >= p.REQUEST_SIZE:
+                # A WRITE whose payload is partly here: receive exactly the rest, in place.
+                stop = start + need
+                while end < stop:
+                    n = sock.recv_into(view[end:stop])
+                    if n == 0:
+                        return
+                    end += n
+                continue
+            n = sock.recv_into(view[end:])
             if n == 0:
                 return
-            requests = parser.feed(view[:n])
+            end += n
+
+    def _answer(
+        self,
+        sock: socket.socket,
+        export: Export,
+        ready: p.Ready,
+        reply: _Replies,
+        requests: list[p.Request],
+        size: int,
+        flags: int,
+        meta: bool,
+    ) -> bool:
+        """Execute and answer the `requests` of one receive; False after NBD_CMD_DISC (the connection ends).
+
+        Group commit (nbd.md F1): a FUA request is executed without FUA and its reply held back; one flush before
+        the next receive (or before a FLUSH or DISC in the batch) makes all of them durable, then their replies go
+        out. Every other reply is sent at once, so held replies may come after later ones (NBD replies may arrive
+        in any order; the cookie matches them). A failed flush fails every request it was to make durable."""
+        structured = ready.structured
+        held: list[p.Request] = []
+        for request in requests:
+            command = request.command
+            if held and command in (p.CMD_DISC, p.CMD_FLUSH):
+                self._group_flush(sock, export, held, structured)
+            if command == p.CMD_DISC:
+                _goodbye(sock)
+                return False
+            err = p.check(request, size=size, export_flags=flags, structured=structured, meta=meta)
+            if err:
+                _send(sock, [self._error(request, err, structured)])
+                continue
+            later = bool(request.flags & p.CMD_FLAG_FUA) and command in _GROUPED
+            pieces = self._execute(export, request, ready, reply, fua=not later)
+            if later and pieces[0] is _DONE:
+                held.append(request)
+            else:
+                _send(sock, pieces)
+        if held:
+            self._group_flush(sock, export, held, structured)
+        return True
+
+    def _group_flush(self, sock: socket.socket, export: Export, held: list[p.Request], structured: bool) -> None:
+        try:
+            export.flush()
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an errno; the cause stays in the log
+            code = errno_of(exc)
+            log.warning("NBD flush for %d FUA requests failed (%s): %s", len(held), code, exc)
+            replies = [self._error(request, code, structured) for request in held]
+        else:
+            replies = [p.simple_reply(request.cookie) for request in held]
+        held.clear()
+        _send(sock, replies)
 
     @staticmethod
     def _error(request: p.Request, err: int, structured: bool) -> bytes:
@@ -344,12 +457,16 @@ class Connection:
             return p.chunk_error(request.cookie, err)
         return p.simple_reply(request.cookie, err)
 
-    def _execute(self, export: Export, request: p.Request, ready: p.Ready) -> list[bytes | memoryview]:
+    def _execute(
+        self, export: Export, request: p.Request, ready: p.Ready, reply: _Replies, *, fua: bool = True
+    ) -> list[bytes | memoryview]:
+        """The reply to `request`. fua=False: ignore its FUA flag (the caller flushes: group commit); a success
+        is then exactly `[_DONE]`, which the caller must not send before that flush."""
         cmd, cookie = request.command, request.cookie
-        fua = bool(request.flags & p.CMD_FLAG_FUA)
+        fua = fua and bool(request.flags & p.CMD_FLAG_FUA)
         try:
             if cmd == p.CMD_READ:
-                data = export.pread(request.offset, request.length)
+                data = reply.read(request.offset, request.length)
                 if ready.structured:
                     return p.read_chunks(
                         cookie,
@@ -378,7 +495,7 @@ class Connection:
                 extents = [(length, (p.STATE_HOLE | p.STATE_ZERO) if hole else 0) for length, hole in runs]
                 context_id = min(ready.meta_contexts)
                 return [p.chunk_block_status(cookie, context_id, extents, done=True)]
-            return [p.simple_reply(cookie)]
+            return [p.simple_reply(cookie)] if fua or not request.flags & p.CMD_FLAG_FUA else [_DONE]
         except Exception as exc:  # noqa: BLE001 - every failure becomes an errno; the cause stays in the log
             code = errno_of(exc)
             log.warning(

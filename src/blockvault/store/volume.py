@@ -21,6 +21,7 @@ import contextlib
 import errno
 import fcntl
 import heapq
+import itertools
 import os
 import sqlite3
 import threading
@@ -40,6 +41,7 @@ from blockvault.errors import (
     Unavailable,
 )
 from blockvault.store import format as fmt
+from blockvault.store.cipher import UnitCipher
 from blockvault.store.format import NONCE_SIZE, TAG_SIZE, UNIT_SIZE
 
 __all__ = ["UNIT_SIZE", "SnapshotReader", "VolumeStore", "destroy"]
@@ -56,6 +58,11 @@ except (ValueError, OSError):  # pragma: no cover - every POSIX system we run on
     _IOV_MAX = 1024  # type: ignore[misc]
 
 _ZERO_UNIT: Final = bytes(UNIT_SIZE)
+_SEALED_SIZE: Final = UNIT_SIZE + TAG_SIZE
+# Committed map rows kept in memory (about 250 bytes each: ~8 MiB, the rows of 2 GiB of recently used units), so
+# the steady-state data path does not query map.db. Coherent by construction: only _flush_locked changes the
+# committed live map, and it updates the cache with the rows it commits.
+_ROW_CACHE_UNITS: Final = 32768
 _MAX_SNAPSHOT_NAME: Final = 255
 
 # slot, nonce, tag, seq: one map row without its unit index.
@@ -235,6 +242,38 @@ def _decrypt_rows(
     return out
 
 
+def _open_rows_into(
+    fd: int,
+    cipher: UnitCipher,
+    volume_id: str,
+    rows: Sequence[tuple[int, Row]],
+    dests: Sequence[memoryview],
+    buffers: list[bytearray],
+) -> None:
+    """Like _decrypt_rows, into caller-owned memory: the plaintext of rows[i] goes to dests[i] (UNIT_SIZE bytes).
+
+    `buffers` is the caller's ciphertext scratch space (grown as needed). On an error the destinations may hold
+    unauthenticated bytes: the caller must discard them (it raises, so it does)."""
+    while len(buffers) < len(rows):
+        buffers.append(bytearray(_SEALED_SIZE))
+    order = sorted((row[0], position) for position, (_, row) in enumerate(rows))
+    for run in _runs(order):
+        views = [memoryview(buffers[position])[:UNIT_SIZE] for _, position in run]
+        _pread_full(fd, views, run[0][0] * UNIT_SIZE, f"volume {volume_id} slot {run[0][0]}")
+    for (unit, (_slot, nonce, tag, seq)), buffer, dest in zip(rows, buffers, dests, strict=False):
+        buffer[UNIT_SIZE:] = tag
+        try:
+            cipher.open_into(nonce, buffer, fmt.unit_aad(volume_id, unit, seq), dest)
+        except DecryptionFailed as exc:
+            raise DecryptionFailed(f"unit {unit} of volume {volume_id} failed authentication") from exc
+
+
+def _any_bit(bitmap: bytearray, first: int, last: int) -> bool:
+    """Whether any bit in [first, last] may be set (whole bytes are checked: a cheap over-approximation)."""
+    chunk = bitmap[first >> 3 : (last >> 3) + 1]
+    return chunk.count(0) != len(chunk)
+
+
 def _zero_past(plaintext: bytes, index: int, size: int) -> bytes:
     """Invariant I6: the bytes of a unit past the end of its volume (or snapshot) are zeros."""
     tail = size - index * UNIT_SIZE
@@ -350,6 +389,12 @@ class VolumeStore:
         self._free: list[int] = []  # min-heap of slots known free (lazy: entries may be stale, check _used)
         self._next_spill = 0  # next never-used slot past the home area
         self._scratch: list[bytearray] = []  # read buffers, reused under the lock
+        self._cipher = UnitCipher(dek)
+        self._sealed = bytearray()  # ciphertext | tag of a write batch (_WRITE_BATCH_UNITS units), reused
+        self._merge = (bytearray(UNIT_SIZE), bytearray(UNIT_SIZE))  # partial units of one batch (read-modify-write)
+        self._unit_buf = memoryview(bytearray(UNIT_SIZE))  # a partly read unit's plaintext
+        self._held = bytearray()  # unit bits: units with a committed live row (lets lookups skip map.db)
+        self._rows: dict[int, Row] = {}  # committed rows of recently used units (FIFO, _ROW_CACHE_UNITS)
         self._rebuild_allocator()
         # Last: if anything above raised, open() closes the handles itself and no finalizer may close them again.
         self._finalizer = weakref.finalize(self, _release_handles, fd, conn)
@@ -521,6 +566,23 @@ class VolumeStore:
                 plaintexts.extend(self._plaintexts(start, end))
             return _assemble(offset, length, first, plaintexts)
 
+    def read_into(self, offset: int, out: bytearray | memoryview) -> None:
+        """Fill `out` with the plaintext of [offset, offset + len(out)): read() into caller-owned memory.
+
+        Whole units are decrypted straight into `out`. On an error (InvalidArgument, IntegrityError) `out` holds
+        partial or unauthenticated bytes and must be discarded.
+        """
+        view = memoryview(out).cast("B")
+        length = len(view)
+        with self._lock:
+            self._check_open()
+            fmt.check_range(offset, length, self._size)
+            if length == 0:
+                return
+            first, last = _unit_span(offset, length)
+            for start in range(first, last + 1, _READ_BATCH_UNITS):
+                self._read_units_into(start, min(last, start + _READ_BATCH_UNITS - 1), offset, view)
+
     def write(self, offset: int, data: bytes | bytearray | memoryview, *, fua: bool = False) -> None:
         """Write plaintext at `offset`; with fua=True, durable on return. Each unit is replaced all-or-nothing.
 
@@ -664,17 +726,38 @@ class VolumeStore:
             )
 
     def _has_unit_locked(self, index: int) -> bool:
-        if index in self._pending:
-            return True
-        with _db_errors(self._map_path):
-            return self._conn.execute("SELECT 1 FROM map WHERE unit = ?", (index,)).fetchone() is not None
+        # _held mirrors the committed map's units exactly (rebuilt from map.db, updated by each commit).
+        return index in self._pending or _bit(self._held, index)
 
     def _committed_rows(self, first: int, last: int) -> dict[int, Row]:
+        held = self._held
+        if not _any_bit(held, first, last):
+            return {}  # none of these units is in map.db: no query
+        cache = self._rows
+        found: dict[int, Row] = {}
+        for unit in range(first, last + 1):
+            row = cache.get(unit)
+            if row is not None:
+                found[unit] = row
+            elif _bit(held, unit):
+                break  # committed but not cached: ask map.db
+        else:
+            return found
         with _db_errors(self._map_path):
             cursor = self._conn.execute(
                 "SELECT unit, slot, nonce, tag, seq FROM map WHERE unit BETWEEN ? AND ?", (first, last)
             )
-            return {unit: (slot, nonce, tag, seq) for unit, slot, nonce, tag, seq in cursor}
+            rows = {unit: (slot, nonce, tag, seq) for unit, slot, nonce, tag, seq in cursor}
+        self._cache_rows(rows)
+        return rows
+
+    def _cache_rows(self, rows: Mapping[int, Row]) -> None:
+        cache = self._rows
+        cache.update(rows)
+        excess = len(cache) - _ROW_CACHE_UNITS
+        if excess > 0:
+            for unit in list(itertools.islice(cache, excess)):  # oldest insertions first
+                del cache[unit]
 
     def _plaintexts(self, first: int, last: int) -> list[bytes]:
         """Plaintext of units first..last: own rows (pending over committed), else the source, else zeros."""
@@ -697,6 +780,39 @@ class VolumeStore:
             out.append(plaintext)
         return out
 
+    def _read_units_into(self, first: int, last: int, offset: int, out: memoryview) -> None:
+        """read_into for units first..last (rule R1/R2): own rows (pending over committed) are decrypted, whole
+        units straight into `out`; the others come from the clone source or are zeros."""
+        rows = self._committed_rows(first, last)
+        if self._pending:
+            for unit in range(first, last + 1):
+                pending = self._pending.get(unit)
+                if pending is not None:
+                    rows[unit] = pending
+        end = offset + len(out)
+        partial: list[tuple[int, Row]] = []
+        whole: list[tuple[int, Row]] = []
+        dests: list[memoryview] = []
+        for unit in range(first, last + 1):
+            base = unit * UNIT_SIZE
+            lo, hi = max(offset, base), min(end, base + UNIT_SIZE)
+            row = rows.get(unit)
+            if row is None:
+                source = self._fallthrough(unit)
+                out[lo - offset : hi - offset] = memoryview(source)[lo - base : hi - base]
+            elif hi - lo == UNIT_SIZE:
+                whole.append((unit, row))
+                dests.append(out[lo - offset : hi - offset])
+            else:
+                partial.append((unit, row))
+        if whole:
+            _open_rows_into(self._fd, self._cipher, self._volume_id, whole, dests, self._scratch)
+        for unit, row in partial:  # at most the first and the last unit of the request
+            base = unit * UNIT_SIZE
+            lo, hi = max(offset, base), min(end, base + UNIT_SIZE)
+            _open_rows_into(self._fd, self._cipher, self._volume_id, [(unit, row)], [self._unit_buf], self._scratch)
+            out[lo - offset : hi - offset] = self._unit_buf[lo - base : hi - base]
+
     def _fallthrough(self, unit: int) -> bytes:
         if self._source is not None and unit < self._source_units:
             return self._source.read_unit(unit)
@@ -710,6 +826,7 @@ class VolumeStore:
             end = min(last, start + _WRITE_BATCH_UNITS - 1)
             committed = self._committed_rows(start, end)
             items: list[tuple[int, memoryview | bytearray]] = []
+            merges = 0
             for unit in range(start, end + 1):
                 base = unit * UNIT_SIZE
                 lo = max(offset, base)
@@ -718,13 +835,16 @@ class VolumeStore:
                 if hi - lo == UNIT_SIZE:
                     items.append((unit, piece))
                     continue
-                # Partial unit: read-modify-write of the whole unit (the unit of authentication).
+                # Partial unit: read-modify-write of the whole unit (the unit of authentication). Only the first
+                # and the last unit of a write can be partial, so two merge buffers serve a batch.
+                merged = self._merge[merges]
+                merges += 1
                 row = self._pending.get(unit) or committed.get(unit)
                 if row is not None:
-                    old = _decrypt_rows(self._fd, self._aead, self._volume_id, [(unit, row)], self._scratch)[0]
+                    target = memoryview(merged)
+                    _open_rows_into(self._fd, self._cipher, self._volume_id, [(unit, row)], [target], self._scratch)
                 else:
-                    old = self._fallthrough(unit)
-                merged = bytearray(old)
+                    merged[:] = self._fallthrough(unit)
                 merged[lo - base : hi - base] = piece
                 items.append((unit, merged))
             self._store_units(items, committed)
@@ -732,28 +852,34 @@ class VolumeStore:
     def _store_units(self, items: Sequence[tuple[int, memoryview | bytearray]], committed: Mapping[int, Row]) -> None:
         """Seal whole units, write them to free slots, and record the rows as pending (rules A1, A2, W0)."""
         volume_id = self._volume_id
-        sealed: list[tuple[int, int, bytes, bytes, int]] = []  # unit, slot, nonce, ct||tag, seq
+        need = len(items) * _SEALED_SIZE
+        if len(self._sealed) < need:
+            self._sealed = bytearray(max(need, _WRITE_BATCH_UNITS * _SEALED_SIZE))
+        buffer = memoryview(self._sealed)
+        sealed: list[tuple[int, int, bytes, bytes, int]] = []  # unit, slot, nonce, tag, seq
+        views: list[memoryview] = []  # ciphertext of sealed[i]
         taken: list[int] = []
         try:
-            for unit, plaintext in items:
+            for position, (unit, plaintext) in enumerate(items):
                 nonce = self._random(NONCE_SIZE)
                 if len(nonce) != NONCE_SIZE:
                     raise ValueError("random() returned a short nonce")
                 self._seq += 1
-                blob = self._aead.seal(nonce, plaintext, fmt.unit_aad(volume_id, unit, self._seq))
+                blob = buffer[position * _SEALED_SIZE : (position + 1) * _SEALED_SIZE]
+                self._cipher.seal_into(nonce, plaintext, fmt.unit_aad(volume_id, unit, self._seq), blob)
                 first_write = unit not in self._pending and unit not in committed
                 slot = self._take_slot(unit if first_write else None)
                 taken.append(slot)
-                sealed.append((unit, slot, nonce, blob, self._seq))
+                sealed.append((unit, slot, nonce, bytes(blob[UNIT_SIZE:]), self._seq))
+                views.append(blob[:UNIT_SIZE])
             order = sorted((entry[1], position) for position, entry in enumerate(sealed))
             for run in _runs(order):
-                views = [memoryview(sealed[position][3])[:UNIT_SIZE] for _, position in run]
-                _pwrite_full(self._fd, views, run[0][0] * UNIT_SIZE)
+                _pwrite_full(self._fd, [views[position] for _, position in run], run[0][0] * UNIT_SIZE)
         except BaseException:
             for slot in taken:  # nothing references them: give them back
                 self._release(slot)
             raise
-        for unit, slot, nonce, blob, seq in sealed:
+        for unit, slot, nonce, tag, seq in sealed:
             previous = self._pending.get(unit)
             if previous is not None:
                 # Never committed, so no crash state references it: reusable at once.
@@ -761,7 +887,7 @@ class VolumeStore:
             elif unit in committed:
                 # Rule A3: the committed map still references it until the next flush commits.
                 self._limbo.append(committed[unit][0])
-            self._pending[unit] = (slot, nonce, blob[UNIT_SIZE:], seq)
+            self._pending[unit] = (slot, nonce, tag, seq)
 
     def _take_slot(self, home: int | None) -> int:
         """Allocate a free slot (rule A1): the unit's home slot on a first write if free, else the lowest free."""
@@ -799,6 +925,10 @@ class VolumeStore:
             )
             self._conn.execute("UPDATE meta SET value = ? WHERE key = 'seq'", (self._seq,))
         self._committed_seq = self._seq
+        held = self._held
+        for unit in self._pending:
+            _set_bit(held, unit)
+        self._cache_rows(self._pending)
         self._pending.clear()
         # Rule A3: only now that no committed row references them may the old slots be rewritten.
         for slot in self._limbo:
@@ -813,9 +943,11 @@ class VolumeStore:
         """
         used = bytearray()
         pinned = bytearray()
+        held = bytearray()
         top = -1
         with _db_errors(self._map_path), _read_transaction(self._conn):
-            for (slot,) in self._conn.execute("SELECT slot FROM map"):
+            for unit, slot in self._conn.execute("SELECT unit, slot FROM map"):
+                _set_bit(held, unit)
                 _set_bit(used, slot)
                 top = max(top, slot)
             for (slot,) in self._conn.execute("SELECT DISTINCT slot FROM snap_map"):
@@ -832,7 +964,7 @@ class VolumeStore:
         free = [slot for slot in range(home_units, top + 1) if not _bit(used, slot)]
         free.extend(unit for unit in moved if unit < home_units and not _bit(used, unit))
         heapq.heapify(free)
-        self._used, self._pinned, self._free = used, pinned, free
+        self._used, self._pinned, self._free, self._held = used, pinned, free, held
         self._next_spill = max(home_units, top + 1)
 
 
