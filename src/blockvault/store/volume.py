@@ -41,7 +41,6 @@ from blockvault.errors import (
     Unavailable,
 )
 from blockvault.store import format as fmt
-from blockvault.store.cipher import UnitCipher
 from blockvault.store.format import NONCE_SIZE, TAG_SIZE, UNIT_SIZE
 
 __all__ = ["UNIT_SIZE", "SnapshotReader", "VolumeStore", "destroy"]
@@ -244,7 +243,7 @@ def _decrypt_rows(
 
 def _open_rows_into(
     fd: int,
-    cipher: UnitCipher,
+    cipher: Aead,
     volume_id: str,
     rows: Sequence[tuple[int, Row]],
     dests: Sequence[memoryview],
@@ -389,7 +388,7 @@ class VolumeStore:
         self._free: list[int] = []  # min-heap of slots known free (lazy: entries may be stale, check _used)
         self._next_spill = 0  # next never-used slot past the home area
         self._scratch: list[bytearray] = []  # read buffers, reused under the lock
-        self._cipher = UnitCipher(dek)
+        self._cipher = Aead(dek)
         self._sealed = bytearray()  # ciphertext | tag of a write batch (_WRITE_BATCH_UNITS units), reused
         self._merge = (bytearray(UNIT_SIZE), bytearray(UNIT_SIZE))  # partial units of one batch (read-modify-write)
         self._unit_buf = memoryview(bytearray(UNIT_SIZE))  # a partly read unit's plaintext

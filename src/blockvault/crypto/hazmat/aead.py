@@ -27,6 +27,22 @@ class Aead:
             raise ValueError("GCM nonces are 12 bytes here")
         return self._gcm.encrypt(nonce, plaintext, aad)
 
+    def seal_into(self, nonce: bytes, plaintext: bytes | bytearray | memoryview, aad: bytes, out: memoryview) -> None:
+        """Like seal, into `out` (exactly len(plaintext) + TAG_SIZE bytes): no allocation on the data path."""
+        if len(nonce) != NONCE_SIZE:
+            raise ValueError("GCM nonces are 12 bytes here")
+        self._gcm.encrypt_into(nonce, plaintext, aad, out)
+
+    def open_into(self, nonce: bytes, sealed: bytearray | memoryview, aad: bytes, out: memoryview) -> None:
+        """Like open, into `out` (exactly len(sealed) - TAG_SIZE bytes). On DecryptionFailed `out` may hold
+        unauthenticated bytes: the caller must not release them."""
+        if len(nonce) != NONCE_SIZE or len(sealed) < TAG_SIZE:
+            raise DecryptionFailed()
+        try:
+            self._gcm.decrypt_into(nonce, sealed, aad, out)
+        except InvalidTag as exc:
+            raise DecryptionFailed() from exc
+
     def open(self, nonce: bytes, ciphertext: bytes | bytearray | memoryview, aad: bytes) -> bytes:
         if len(nonce) != NONCE_SIZE:
             raise DecryptionFailed()
