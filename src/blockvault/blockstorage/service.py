@@ -90,6 +90,11 @@ class _Lease:
         self.store, self.source, self.users, self.stale = store, source, 0, False
 
 
+def _equal(table: Any, **filters: str | None) -> list[Any]:
+    """List filters: column == value for every filter given (None or empty: no filter)."""
+    return [table.c[column] == value for column, value in filters.items() if value]
+
+
 class BlockStorageService:
     def __init__(
         self,
@@ -487,15 +492,14 @@ class BlockStorageService:
     def list_volumes(
         self, kind: str, compartment_id: str | None, ad: str | None, state: str | None, display_name: str | None
     ) -> list[Volume]:
-        cond = [tables.volumes.c.kind == kind]
-        if compartment_id:
-            cond.append(tables.volumes.c.compartment_id == compartment_id)
-        if ad:
-            cond.append(tables.volumes.c.availability_domain == ad)
-        if state:
-            cond.append(tables.volumes.c.state == state)
-        if display_name:
-            cond.append(tables.volumes.c.display_name == display_name)
+        cond = _equal(
+            tables.volumes,
+            kind=kind,
+            compartment_id=compartment_id,
+            availability_domain=ad,
+            state=state,
+            display_name=display_name,
+        )
         return self.volumes.find(*cond, order_by=[tables.volumes.c.time_created, tables.volumes.c.id])
 
     def update_volume(self, kind: str, volume_id: str, details: dict[str, Any]) -> Volume:
@@ -694,15 +698,14 @@ class BlockStorageService:
     def list_backups(
         self, kind: str, compartment_id: str | None, volume_id: str | None, state: str | None, display_name: str | None
     ) -> list[Backup]:
-        cond = [tables.backups.c.kind == kind]
-        if compartment_id:
-            cond.append(tables.backups.c.compartment_id == compartment_id)
-        if volume_id:
-            cond.append(tables.backups.c.volume_id == volume_id)
-        if state:
-            cond.append(tables.backups.c.state == state)
-        if display_name:
-            cond.append(tables.backups.c.display_name == display_name)
+        cond = _equal(
+            tables.backups,
+            kind=kind,
+            compartment_id=compartment_id,
+            volume_id=volume_id,
+            state=state,
+            display_name=display_name,
+        )
         return self.backups.find(*cond, order_by=[tables.backups.c.time_created, tables.backups.c.id])
 
     def update_backup(self, kind: str, backup_id: str, details: dict[str, Any]) -> Backup:
