@@ -19,7 +19,7 @@ from blockvault.api import schemas
 from blockvault.api.framework import Ctx, Reply, operation, sort
 from blockvault.api.services import RegionServices
 from blockvault.blockstorage.service import NotImplementedYet
-from blockvault.errors import InvalidArgument, MissingParameter, RelatedResourceNotFound
+from blockvault.errors import InvalidArgument, MissingParameter, NotFound, RelatedResourceNotFound
 
 MAX_DATA_REQUEST = 64 << 20  # one data request carries at most 64 MiB
 
@@ -316,8 +316,6 @@ def _not_yet(feature: str) -> Any:
 def _work_request(ctx: Ctx) -> Reply:
     job = ctx.region.runner.repo.get(str(ctx.path["work_request_id"]))
     if job is None:
-        from blockvault.errors import NotFound
-
         raise NotFound(kind="work request", ident=str(ctx.path["work_request_id"]))
     name = "GetBackupWorkRequest" if "Backup" in job.operation else "GetWorkRequest"
     ctx.authorize(name, compartment_id=job.compartment_id, target_id=job.id)

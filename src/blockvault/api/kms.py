@@ -17,7 +17,7 @@ from blockvault.api import schemas
 from blockvault.api.framework import Ctx, Reply, operation, sort
 from blockvault.blockstorage.service import NotImplementedYet
 from blockvault.clock import parse_wire
-from blockvault.errors import InvalidArgument, MissingParameter, NotFound
+from blockvault.errors import InvalidArgument, MissingParameter, NotFound, RelatedResourceNotFound
 
 
 def _vault_json(ctx: Ctx, vault: Any, *, summary: bool = False, state: str | None = None) -> dict[str, Any]:
@@ -53,8 +53,6 @@ def create_vault(ctx: Ctx) -> Reply:
     ctx.require(body, "compartmentId", "displayName", "vaultType")
     ctx.authorize("CreateVault", compartment_id=body["compartmentId"])
     if not ctx.app.identity.compartment_exists(body["compartmentId"]):
-        from blockvault.errors import RelatedResourceNotFound
-
         raise RelatedResourceNotFound(field="compartmentId", ident=body["compartmentId"])
     vault = ctx.region.vault.create_vault(
         compartment_id=body["compartmentId"],
@@ -137,8 +135,6 @@ def create_key(ctx: Ctx) -> Reply:
     ctx.authorize("CreateKey", compartment_id=str(body["compartmentId"]), **_in_vault(vault_id))
     ctx.authorize("CreateKeyInVault", compartment_id=vault.compartment_id, target_id=vault_id)  # VAULT_CREATE_KEY
     if not ctx.app.identity.compartment_exists(body["compartmentId"]):
-        from blockvault.errors import RelatedResourceNotFound
-
         raise RelatedResourceNotFound(field="compartmentId", ident=body["compartmentId"])
     key = ctx.region.vault.create_key(
         vault_id,

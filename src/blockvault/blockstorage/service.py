@@ -53,6 +53,7 @@ from blockvault.errors import (
     IncorrectState,
     InvalidArgument,
     KeyUnusable,
+    MissingParameter,
     NotFound,
     RelatedResourceNotFound,
 )
@@ -174,15 +175,16 @@ class BlockStorageService:
 
     @staticmethod
     def _check_size(kind: str, size_gb: int | None, minimum: int) -> int:
-        size = DEFAULT_SIZE_GB[kind] if size_gb is None else size_gb
-        if not isinstance(size, int) or isinstance(size, bool):
+        """R1.21/R1.22 bounds; `minimum` is the source's size for clones and restores (R3.21, R4.4)."""
+        if size_gb is None:
+            return max(DEFAULT_SIZE_GB[kind], minimum)
+        if not isinstance(size_gb, int) or isinstance(size_gb, bool):
             raise InvalidArgument(field="sizeInGBs", reason="must be an integer")
-        size = max(size, minimum) if size_gb is None else size
-        if size < max(MIN_SIZE_GB, minimum) or size > MAX_SIZE_GB:
-            if size < minimum:
-                raise InvalidArgument(field="sizeInGBs", reason=f"must be at least the source's size, {minimum} GB")
+        if size_gb < minimum:
+            raise InvalidArgument(field="sizeInGBs", reason=f"must be at least the source's size, {minimum} GB")
+        if not MIN_SIZE_GB <= size_gb <= MAX_SIZE_GB:
             raise InvalidArgument(field="sizeInGBs", reason=f"must be between {MIN_SIZE_GB} and {MAX_SIZE_GB} GB")
-        return size
+        return size_gb
 
     @staticmethod
     def _check_vpus(vpus: int | None) -> int:
@@ -334,8 +336,6 @@ class BlockStorageService:
             raise NotImplementedYet(feature="Volume replication (blockVolumeReplicas)")
         compartment_id = details.get("compartmentId")
         if not compartment_id:
-            from blockvault.errors import MissingParameter
-
             raise MissingParameter(field="compartmentId")
         self._check_compartment(compartment_id)
         vpus = self._check_vpus(details.get("vpusPerGB"))
@@ -351,8 +351,7 @@ class BlockStorageService:
             "defined_tags": details.get("definedTags") or {},
         }
         if source is None:
-            if kind == "bootvolume":
-                pass  # blockvault extension: an empty boot volume (OCI makes the first one at instance launch)
+            # An empty boot volume too: a blockvault extension (OCI makes the first one at instance launch).
             return self._create_empty(kind, details, size_gb, key_id, common)
         if not isinstance(source, dict) or "type" not in source:
             raise InvalidArgument(field="sourceDetails", reason="needs a type")
@@ -418,8 +417,6 @@ class BlockStorageService:
         common: dict[str, Any],
     ) -> tuple[Volume, str]:
         if not source_id:
-            from blockvault.errors import MissingParameter
-
             raise MissingParameter(field="sourceDetails.id")
         ids.expect(source_id, kind, field="sourceDetails.id")
         src = self.volumes.get(source_id)
@@ -470,8 +467,6 @@ class BlockStorageService:
         common: dict[str, Any],
     ) -> tuple[Volume, str]:
         if not backup_id:
-            from blockvault.errors import MissingParameter
-
             raise MissingParameter(field="sourceDetails.id")
         ids.expect(backup_id, f"{kind}backup", field="sourceDetails.id")
         backup = self.backups.get(backup_id)
@@ -617,8 +612,6 @@ class BlockStorageService:
         field = "volumeId" if kind == "volume" else "bootVolumeId"
         volume_id = details.get(field)
         if not volume_id:
-            from blockvault.errors import MissingParameter
-
             raise MissingParameter(field=field)
         ids.expect(volume_id, kind, field=field)
         btype = details.get("type") or "INCREMENTAL"  # R3.1
