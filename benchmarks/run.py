@@ -6,6 +6,10 @@
    the wrapped DEK, so the two should cost the same (goal: ratio <= 1.2).
 2. Volume write and read throughput through the encrypted store, beside `openssl speed -evp aes-256-gcm`.
 3. Full backup of 1 GiB, then an incremental backup after 1 % of it changed (goal: time ratio <= 0.05).
+4. Replication lag under a steady write load (benchmarks/replication_bench.py; anchor: RPO <= interval + tick +
+   sync duration).
+5. Cross-region backup copy in MB/s, regions in one process and in two processes over HTTP, beside a plain file
+   copy (benchmarks/copy_bench.py).
 Everything runs in-process against a real Server (SQLite, files, software keystore) in a temporary directory.
 """
 
@@ -139,6 +143,33 @@ def store_throughput(store_mib: int) -> None:
     print("  anchor: " + openssl_gcm())
 
 
+def replication_lag() -> None:
+    """benchmarks/replication_bench.py in its own process (its own server with a 5 s sync interval)."""
+    here = Path(__file__).parent
+    proc = subprocess.run(
+        [sys.executable, str(here / "replication_bench.py"), "--seconds", "60", "--interval", "5"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    for line in proc.stdout.splitlines():
+        print("  " + line)
+    if proc.returncode:
+        print("  replication_bench failed:", proc.stderr[-2000:])
+
+
+def copy_throughput() -> None:
+    """benchmarks/copy_bench.py in its own process (it runs its own `blockvault serve` processes)."""
+    here = Path(__file__).parent
+    proc = subprocess.run(
+        [sys.executable, str(here / "copy_bench.py"), "--mib", "256"], capture_output=True, text=True, check=False
+    )
+    for line in proc.stdout.splitlines():
+        print("  " + line)
+    if proc.returncode:
+        print("  copy_bench failed:", proc.stderr[-2000:])
+
+
 def backups(server: Server, mib: int) -> None:
     region = server.regions["us-ashburn-1"]
     svc = region.blockstorage
@@ -197,6 +228,10 @@ def main() -> int:
         store_throughput(args.store_mib)
         print("\n3. Backups (chunked, zstd when it pays, AES-256-GCM)")
         backups(server, args.backup_mib)
+        print("\n4. Replication lag (RPO reached) under a steady write load")
+        replication_lag()
+        print("\n5. Cross-region backup copy throughput")
+        copy_throughput()
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)

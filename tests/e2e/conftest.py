@@ -185,3 +185,107 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = start_server(data_dir)
     yield srv
     stop_server(srv)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Regions as separate processes (docs/design/regions.md): two `blockvault serve` processes on ONE data dir, each
+# serving one region, each naming the other as its peer. Cross-region flows run over the signed HTTP peer
+# transport. The extra processes are started at once on the empty data dir (the bootstrap lock is part of the test).
+
+TWO_PROCESS_REGIONS = ("us-ashburn-1", "us-phoenix-1")
+
+
+@dataclass
+class TwoProcessServer(Server):
+    """A `Server` (process/port: us-ashburn-1's process) plus the process of each region, by region name.
+    Endpoints come from blockvault.json, which lists each region at its own process."""
+
+    processes: dict[str, subprocess.Popen[bytes]] | None = None
+    ports: dict[str, int] | None = None
+    nbd_ports: dict[str, int] | None = None
+
+    def spawn(self, region: str) -> subprocess.Popen[bytes]:
+        """Start (or restart, after a kill) the process serving `region`; returns once it listens."""
+        assert self.ports is not None
+        assert self.nbd_ports is not None
+        assert self.processes is not None
+        peers = [f"{r}=http://127.0.0.1:{p}" for r, p in self.ports.items() if r != region]
+        process = _spawn_serve(
+            self.data_dir,
+            self.ports[region],
+            self.nbd_ports[region],
+            ["--regions", region, *(arg for peer in peers for arg in ("--peer", peer))],
+        )
+        self.processes[region] = process
+        if region == TWO_PROCESS_REGIONS[0]:
+            self.process = process
+        _wait_listening(process, self.ports[region], self.data_dir)
+        return process
+
+    def kill(self, region: str) -> None:
+        """kill -9 the process serving `region`."""
+        assert self.processes is not None
+        process = self.processes[region]
+        process.kill()
+        process.wait(timeout=30)
+
+    def stop_all(self) -> None:
+        assert self.processes is not None
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes.values():
+            process.wait(timeout=30)
+
+
+def _spawn_serve(data_dir: Path, port: int, nbd_port: int, extra: list[str]) -> subprocess.Popen[bytes]:
+    log = open(data_dir.parent / f"serve-{port}.log", "ab")  # noqa: SIM115 - lives as long as the process
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BLOCKVAULT_")}
+    command = [sys.executable, "-m", "blockvault", "serve", "--data-dir", str(data_dir), "--port", str(port)]
+    command += ["--allow-clock-control", "--nbd-port", str(nbd_port), *extra]
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def _wait_listening(process: subprocess.Popen[bytes], port: int, data_dir: Path) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"blockvault serve exited with {process.returncode}; see {data_dir.parent}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise AssertionError(f"blockvault serve did not listen on {port} within 60 s")
+
+
+def start_two_process(data_dir: Path) -> TwoProcessServer:
+    """Both processes started at once on `data_dir` (empty or not); returns when both listen."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    ports = {r: _free_port() for r in TWO_PROCESS_REGIONS}
+    nbd_ports = {r: _free_port() for r in TWO_PROCESS_REGIONS}
+    first = TWO_PROCESS_REGIONS[0]
+    server = TwoProcessServer(
+        data_dir, ports[first], None, {}, nbd_ports[first], processes={}, ports=ports, nbd_ports=nbd_ports
+    )  # type: ignore[arg-type]
+    for region in TWO_PROCESS_REGIONS:  # all spawned before any is waited for: a concurrent bootstrap
+        peers = [f"{r}=http://127.0.0.1:{p}" for r, p in ports.items() if r != region]
+        args = ["--regions", region, *(a for peer in peers for a in ("--peer", peer))]
+        assert server.processes is not None
+        server.processes[region] = _spawn_serve(data_dir, ports[region], nbd_ports[region], args)
+    assert server.processes is not None
+    server.process = server.processes[first]
+    for region in TWO_PROCESS_REGIONS:
+        _wait_listening(server.processes[region], ports[region], data_dir)
+    server.discovery = json.loads((data_dir / "blockvault.json").read_text())
+    return server
+
+
+@pytest.fixture(scope="session")
+def two_process_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TwoProcessServer]:
+    """us-ashburn-1 and us-phoenix-1 in two `blockvault serve` processes sharing one data dir (session-wide)."""
+    data_dir = tmp_path_factory.mktemp("bv2") / "data"
+    srv = start_two_process(data_dir)
+    yield srv
+    srv.stop_all()

@@ -15,7 +15,7 @@ from blockvault.db.engine import make_engine, sqlite_url, upgrade
 
 TREES: dict[str, tuple[MetaData, str]] = {
     "identity": (tables.identity_metadata, "identity_0001"),
-    "region": (tables.region_metadata, "region_0001"),
+    "region": (tables.region_metadata, "region_0002"),
 }
 
 
@@ -113,3 +113,21 @@ def test_autogenerate_notices_a_missing_table(engine: Engine) -> None:
         diff = compare_metadata(MigrationContext.configure(conn), tables.region_metadata)
     added = {d[1].name for d in diff if d[0] == "add_table"}
     assert added == set(tables.region_metadata.tables)
+
+
+def test_a_v1_region_database_upgrades_to_head_keeping_its_rows(engine: Engine, tmp_path: Path) -> None:
+    """A data dir made by the previous release (revision 0001) upgrades in place: rows stay, new columns are NULL."""
+    upgrade(engine, "region", "region_0001")
+    assert "volume_replicas" not in inspect(engine).get_table_names()
+    assert "expiration_time" not in [c["name"] for c in inspect(engine).get_columns("backups")]
+    table, row = ROWS["region"]
+    with engine.begin() as conn:
+        conn.execute(insert(table).values(**row))
+    upgrade(engine, "region")
+    assert _versions(engine) == ["region_0002"]
+    expected = {name: [c.name for c in t.columns] for name, t in tables.region_metadata.tables.items()}
+    assert _schema(engine) == expected
+    with engine.connect() as conn:
+        (got,) = [dict(r._mapping) for r in conn.execute(select(table))]
+    assert got == {c.name: row.get(c.name) for c in table.columns}
+    assert got["source_vault_id"] is None

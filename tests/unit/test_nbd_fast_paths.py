@@ -1,5 +1,6 @@
 """The NBD data path's allocation-free variants agree with the plain ones: zero-copy request parsing, the store's
-read_into, and group-committed FUA writes (one flush for a batch, replies only after it)."""
+read_into, group-committed FUA writes (one flush for a batch, replies only after it), queued replies, and the
+per-batch store lease (re-validated when the generation moves, nbd.md K1/K3)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,19 @@ import os
 import random
 import socket
 import struct
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from blockvault.errors import KeyUnusable
 from blockvault.nbd import protocol as p
+from blockvault.nbd import server as server_mod
+from blockvault.nbd.export import VolumeExport
 from blockvault.nbd.server import NbdServer, Target
 from blockvault.store.volume import UNIT_SIZE, VolumeStore
 
@@ -160,3 +168,99 @@ def test_fua_writes_of_one_batch_share_one_flush() -> None:
         sock.shutdown(socket.SHUT_WR)
     finally:
         srv.stop()
+
+
+def test_replies_to_one_receive_leave_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    """16 pipelined READs sent at once are answered with fewer sendmsg calls than replies (reply queueing)."""
+    sends: list[int] = []
+    real_send = server_mod._send
+
+    def counting(conn: socket.socket, pieces: Sequence[bytes | memoryview]) -> None:
+        sends.append(len(pieces))
+        real_send(conn, pieces)
+
+    monkeypatch.setattr(server_mod, "_send", counting)
+    export = FlushCountingExport()
+    export.data[:] = bytes(range(256)) * 4096
+    srv = NbdServer(host="127.0.0.1", port=0, resolve=lambda name: Target("plain", lambda: export))
+    srv.start()
+    try:
+        sock = connect(srv)
+        sends.clear()
+        sock.sendall(b"".join(p.encode_request(p.CMD_READ, c, c * 4096, 4096) for c in range(16)))
+        for _ in range(16):
+            magic, error, cookie = struct.unpack(">IIQ", recv_exact(sock, 16))
+            assert (magic, error) == (p.SIMPLE_REPLY_MAGIC, 0)
+            assert recv_exact(sock, 4096) == export.data[cookie * 4096 : cookie * 4096 + 4096]
+        assert 1 <= len(sends) < 16
+        sock.sendall(p.encode_request(p.CMD_DISC, 0, 0, 0))
+    finally:
+        srv.stop()
+
+
+class FakeStore:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def read_into(self, offset: int, out: memoryview) -> None:
+        out[:] = self.name.encode()[:1] * len(out)
+
+    def write(self, offset: int, data: bytes | memoryview, *, fua: bool = False) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+
+class FakeSession:
+    """A DataSession double: counts leases, and its check fails while `usable` is False (a disabled key)."""
+
+    size = 1 << 20
+    read_only = False
+
+    def __init__(self) -> None:
+        self.leases = 0
+        self.open = 0
+        self.usable = True
+        self.volume = SimpleNamespace(clone_snapshot=None)
+
+    @contextmanager
+    def store(self) -> Iterator[FakeStore]:
+        if not self.usable:
+            raise KeyUnusable(key_id="k", state="DISABLED")
+        self.leases += 1
+        self.open += 1
+        try:
+            yield FakeStore(f"{self.leases}")
+        finally:
+            self.open -= 1
+
+    def read_into(self, offset: int, out: memoryview) -> None:
+        with self.store() as store:
+            store.read_into(offset, out)
+
+
+def test_batch_shares_one_lease_until_the_generation_moves() -> None:
+    session = FakeSession()
+    generation = [7]
+    export = VolumeExport(session, lambda: generation[0])  # type: ignore[arg-type]
+    out = memoryview(bytearray(8))
+    with export.batch():
+        for _ in range(5):
+            export.pread_into(0, out)
+        assert (session.leases, session.open) == (1, 1)
+        generation[0] += 1  # a key state change: the next request re-validates through the session
+        session.usable = False
+        with pytest.raises(KeyUnusable):
+            export.pread_into(0, out)
+        assert session.open == 0  # the old lease was returned before the re-check
+        session.usable = True
+        export.pread_into(0, out)
+        assert bytes(out) == b"2" * 8
+        assert session.open == 1
+        export.idle()  # before a send that may block: no lease held
+        assert session.open == 0
+        export.pread_into(0, out)
+    assert session.open == 0  # the batch's end returns the lease
+    export.pread_into(0, out)  # outside a batch: one lease per request, as before
+    assert (session.leases, session.open) == (4, 0)

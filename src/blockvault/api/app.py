@@ -11,11 +11,24 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount
 
 from blockvault.api import admin, attach, core, identity, kms
+from blockvault.api import groups as volume_groups
+from blockvault.api import policies as backup_policies
 from blockvault.api.services import AppServices
+from blockvault.peer import routes as peer_routes
 
 
 def region_routes() -> list[BaseRoute]:
-    return [*core.routes, *identity.routes, *kms.routes, *admin.routes, *attach.routes]
+    # backup policies first: core.routes still answers /volumeBackupPolicies with 501 (not yet implemented)
+    # volume groups first too: core.routes answers /volumeGroups with 501 (not yet implemented)
+    return [
+        *backup_policies.routes,
+        *volume_groups.routes,
+        *core.routes,
+        *identity.routes,
+        *kms.routes,
+        *admin.routes,
+        *attach.routes,
+    ]
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
@@ -39,7 +52,15 @@ async def _not_allowed(request: Request, exc: Exception) -> Response:
 
 
 def create_app(services: AppServices) -> Starlette:
-    routes: list[BaseRoute] = [Mount(f"/{name}", routes=region_routes()) for name in services.regions]
+    # Internal peer routes live under each served region only (docs/design/regions.md); a region another process
+    # serves answers 421 naming its endpoint.
+    routes: list[BaseRoute] = [
+        Mount(f"/{name}", routes=[*peer_routes.routes(), *region_routes()]) for name in services.regions
+    ]
+    routes += [
+        Mount(f"/{name}", app=peer_routes.misdirected(name, remote.endpoint))
+        for name, remote in services.remote_regions.items()
+    ]
     routes += region_routes()
     app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_allowed})
     app.state.services = services

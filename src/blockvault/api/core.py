@@ -1,12 +1,16 @@
 """Block Volume operations (/20160918/...): volumes, boot volumes, backups, KMS keys of volumes, volume data.
 
-Not yet implemented (answered 501 MethodNotImplemented, never retried): replicas, volume groups (and their backup
-copies), backup policies, delta restores. Ignored on input: autotunePolicies, clusterPlacementGroupId,
-isReservationsEnabled, backupPolicyId, retention settings of backups.
+Not yet implemented (answered 501 MethodNotImplemented, never retried): delta restores. Ignored on input:
+autotunePolicies, clusterPlacementGroupId, isReservationsEnabled, retention settings of backups. `backupPolicyId`
+(with `xrcKmsKeyId`) on create assigns that backup policy to the new volume (api/policies.create_with_policy).
 Volume data (blockvault extension): PUT/GET /20160918/{volumes|bootVolumes}/{id}/data?offset=N[&length=M].
 Cross-region backup copy: POST .../{volumeBackups|bootVolumeBackups}/{id}/actions/copy on the SOURCE region's
 endpoint creates the copy in the destination region (its own job, store and keys); GET of a backup by id on any
 region's endpoint is answered by the region named in the OCID (the CLI's copy --wait-for-state polls that way).
+Replication (docs/design/replication.md): `blockVolumeReplicas` / `bootVolumeReplicas` on create and update of a
+volume, on the SOURCE region's endpoint, create or delete the replica in its destination region (named by its AD);
+replicas are read (GET/LIST /blockVolumeReplicas, /bootVolumeReplicas) and activated (CreateVolume with
+sourceDetails blockVolumeReplica) on the DESTINATION region's endpoint.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from starlette.routing import Route
 
 from blockvault.api import schemas
 from blockvault.api.framework import Ctx, Reply, operation, sort
+from blockvault.api.policies import create_with_policy
 from blockvault.api.services import RegionServices
 from blockvault.blockstorage.service import NotImplementedYet
 from blockvault.errors import InvalidArgument, MissingParameter, NotFound, RelatedResourceNotFound
@@ -35,9 +40,50 @@ def _created(body: dict[str, Any], job_id: str) -> Reply:
     return Reply(body, headers={"opc-work-request-id": job_id})
 
 
-def _volume_wire(ctx: Ctx, volume: Any) -> dict[str, Any]:
-    """The volume's JSON with its attachment state (one definition, so GET, lists and if-match agree)."""
-    return schemas.volume(volume, len(ctx.region.blockstorage.attachments.active(volume.id)))
+def _volume_wire(ctx: Ctx, volume: Any, attached: int | None = None, links: list[Any] | None = None) -> dict[str, Any]:
+    """The volume's JSON with its attachment state and its replicas (one definition, so GET, lists and if-match
+    agree)."""
+    svc = ctx.region.blockstorage
+    if attached is None:
+        attached = len(svc.attachments.active(volume.id))
+    out = schemas.volume(volume, attached)
+    if links is None:
+        links = svc.replication.links_of(volume.id)
+    out[_REPLICAS_FIELD[volume.kind]] = schemas.replica_infos(volume.kind, links) or None
+    return out
+
+
+_REPLICAS_FIELD = {"volume": "blockVolumeReplicas", "bootvolume": "bootVolumeReplicas"}
+_REPLICA_OP = {"volume": "BlockVolumeReplica", "bootvolume": "BootVolumeReplica"}
+
+
+def _authorize_replicas(ctx: Ctx, kind: str, compartment_id: str, body: dict[str, Any], volume_id: str | None) -> None:
+    """Turning replication on needs `manage block-volume-replicas` (BLOCK_VOLUME_REPLICA_CREATE) where the volume
+    is, and an xrrKmsKeyId the same key delegation as a kmsKeyId, asked of the DESTINATION region's vault (the key
+    lives there, R5.16); turning it off needs BLOCK_VOLUME_REPLICA_DELETE."""
+    if _REPLICAS_FIELD[kind] not in body:
+        return
+    svc = ctx.region.blockstorage
+    entries = svc.replica_entries(kind, body)
+    op = _REPLICA_OP[kind]
+    if entries:
+        ctx.authorize(f"Create{op}", compartment_id=compartment_id)
+        key_id = entries[0].get("xrrKmsKeyId")
+        region = svc.replication.destination_region(entries[0]["availabilityDomain"])
+        destination = ctx.app.regions.get(region) if region else None
+        if key_id and destination is not None:
+            Ctx(ctx.request, ctx.body, ctx.principal, ctx.app, destination).authorize_key_use(
+                f"Create{op}", key_id, field="xrrKmsKeyId"
+            )
+        elif key_id and region is not None:
+            # The destination runs in another process (docs/design/regions.md): the key check runs there, for the
+            # caller's principal (verified here), with the same errors and messages as in one process.
+            remote = ctx.app.remote_regions.get(region)
+            if remote is None:  # fail closed: a region with ADs but neither served here nor a peer
+                raise InvalidArgument(field="xrrKmsKeyId", reason=f"{region} is not reachable from this process")
+            remote.copy_target.authorize_key_use(ctx.principal, f"Create{op}", str(key_id), "xrrKmsKeyId")
+    elif volume_id and svc.replication.links_of(volume_id):
+        ctx.authorize(f"Delete{op}", compartment_id=compartment_id)
 
 
 def _make_volume_ops(collection: str) -> list[Route]:
@@ -57,7 +103,10 @@ def _make_volume_ops(collection: str) -> list[Route]:
         _authorize_source(ctx, kind, body)
         if body.get("kmsKeyId"):
             ctx.authorize_key_use(f"Create{op}", str(body["kmsKeyId"]))
-        volume, job_id = ctx.region.blockstorage.create_volume(kind, body)
+        _authorize_replicas(ctx, kind, str(body["compartmentId"]), body, None)
+        volume, job_id = create_with_policy(
+            ctx, body, lambda b: ctx.region.blockstorage.create_volume(kind, b), lambda made: made[0].id
+        )
         return _created(_volume_wire(ctx, volume), job_id)
 
     def get(ctx: Ctx) -> Reply:
@@ -73,15 +122,19 @@ def _make_volume_ops(collection: str) -> list[Route]:
             kind, compartment_id, ctx.query("availabilityDomain"), ctx.query("lifecycleState"), ctx.query("displayName")
         )
         items = ctx.visible(f"List{op}s", items, lambda v: (v.compartment_id, v.id, _key_var(v.kms_key_id)))
+        items = [v for v in items if v.volume_group_id == g] if (g := ctx.query("volumeGroupId")) else items  # groups
         counts = ctx.region.blockstorage.attachments.attached_counts()
-        return ctx.page(sort([schemas.volume(v, counts.get(v.id, 0)) for v in items], ctx))
+        links = ctx.region.blockstorage.replication.links_of_many([v.id for v in items])
+        return ctx.page(sort([_volume_wire(ctx, v, counts.get(v.id, 0), links.get(v.id, [])) for v in items], ctx))
 
     def update(ctx: Ctx) -> Reply:
         svc = ctx.region.blockstorage
         volume = svc.get_volume(kind, _vol_id(ctx, kind))
         ctx.authorize(f"Update{op}", compartment_id=volume.compartment_id, target_id=volume.id)
+        body = ctx.json()
+        _authorize_replicas(ctx, kind, volume.compartment_id, body, volume.id)
         ctx.check_if_match(_volume_wire(ctx, volume), kind, volume.id)
-        return Reply(_volume_wire(ctx, svc.update_volume(kind, volume.id, ctx.json())))
+        return Reply(_volume_wire(ctx, svc.update_volume(kind, volume.id, body)))
 
     def delete(ctx: Ctx) -> Reply:
         svc = ctx.region.blockstorage
@@ -239,6 +292,15 @@ def _make_backup_ops(collection: str) -> list[Route]:
             **({"request.kms-key.id": key_id} if key_id and isinstance(key_id, str) else {}),
         )
         ctx.require(body, "destinationRegion")
+        wanted = body["destinationRegion"]
+        remote = ctx.app.remote_regions.get(wanted) if isinstance(wanted, str) else None
+        if remote is not None:
+            # The destination runs in another process (docs/design/regions.md): it checks the key there.
+            ctx.authorize(f"Create{op}Copy", compartment_id=backup.compartment_id)
+            created = remote.copy_target.create_backup_copy(
+                ctx.principal, kind, ctx.region.region.name, backup.id, body
+            )
+            return Reply(schemas.backup(created.backup, backup.id), headers={"opc-work-request-id": created.job_id})
         destination = _destination_region(ctx, body["destinationRegion"])
         ctx.authorize(f"Create{op}Copy", compartment_id=backup.compartment_id)
         if key_id:
@@ -267,7 +329,7 @@ def _destination_region(ctx: Ctx, name: Any) -> RegionServices:
         )
     destination = ctx.app.regions.get(name)
     if destination is None:
-        served = ", ".join(n for n in ctx.app.regions if n != ctx.region.region.name)
+        served = ", ".join(n for n in [*ctx.app.regions, *ctx.app.remote_regions] if n != ctx.region.region.name)
         raise InvalidArgument(
             field="destinationRegion", reason=f"{name!r} is not a region this blockvault serves (it serves {served})"
         )
@@ -296,6 +358,14 @@ def _authorize_source(ctx: Ctx, kind: str, body: dict[str, Any]) -> None:
             and not ctx.can(f"Clone{op}Source", compartment_id=src.compartment_id, target_id=src.id)
         ):
             raise RelatedResourceNotFound(field="sourceDetails.id", ident=source_id)
+    elif source.get("type") in ("blockVolumeReplica", "bootVolumeReplica"):
+        replica = svc.replication.replicas.get(source_id)
+        if (
+            replica is not None
+            and replica.kind == kind
+            and not ctx.can(f"Activate{_REPLICA_OP[kind]}", compartment_id=replica.compartment_id, target_id=replica.id)
+        ):
+            raise RelatedResourceNotFound(field="sourceDetails.id", ident=source_id)
     elif source.get("type") in ("volumeBackup", "bootVolumeBackup"):
         backup = svc.backups.get(source_id)
         if (
@@ -304,6 +374,35 @@ def _authorize_source(ctx: Ctx, kind: str, body: dict[str, Any]) -> None:
             and not ctx.can(f"Restore{op}BackupSource", compartment_id=backup.compartment_id, target_id=backup.id)
         ):
             raise RelatedResourceNotFound(field="sourceDetails.id", ident=source_id)
+
+
+def _make_replica_ops(collection: str) -> list[Route]:
+    """GetBlockVolumeReplica / ListBlockVolumeReplicas and the boot twins: read-only, on the replica's region."""
+    kind = "volume" if collection == "blockVolumeReplicas" else "bootvolume"
+    op = _REPLICA_OP[kind]
+
+    def get(ctx: Ctx) -> Reply:
+        replica = ctx.region.blockstorage.replication.get_replica(kind, str(ctx.path["replica_id"]))
+        ctx.authorize(f"Get{op}", compartment_id=replica.compartment_id, target_id=replica.id)
+        return Reply(schemas.replica(replica))
+
+    def list_(ctx: Ctx) -> Reply:
+        items = ctx.region.blockstorage.replication.list_replicas(
+            kind,
+            ctx.query("compartmentId"),
+            ctx.query("availabilityDomain"),
+            ctx.query("lifecycleState"),
+            ctx.query("displayName"),
+            ctx.query("volumeGroupReplicaId"),  # the members of a volume group replica
+        )
+        items = ctx.visible(f"List{op}s", items, lambda r: (r.compartment_id, r.id, _key_var(r.kms_key_id)))
+        return ctx.page(sort([schemas.replica(r) for r in items], ctx))
+
+    base = f"/20160918/{collection}"
+    return [
+        Route(base, operation(list_), methods=["GET"]),
+        Route(base + "/{replica_id}", operation(get), methods=["GET"]),
+    ]
 
 
 def _not_yet(feature: str) -> Any:
@@ -328,9 +427,7 @@ routes = [
     *_make_backup_ops("volumeBackups"),
     *_make_backup_ops("bootVolumeBackups"),
     Route("/20160918/workRequests/{work_request_id}", operation(_work_request), methods=["GET"]),
-    Route("/20160918/blockVolumeReplicas/{replica_id}", _not_yet("Block volume replicas"), methods=["GET"]),
-    Route("/20160918/blockVolumeReplicas", _not_yet("Block volume replicas"), methods=["GET"]),
-    Route("/20160918/bootVolumeReplicas/{replica_id}", _not_yet("Boot volume replicas"), methods=["GET"]),
+    *_make_replica_ops("blockVolumeReplicas"),
+    *_make_replica_ops("bootVolumeReplicas"),
     Route("/20160918/volumeGroups", _not_yet("Volume groups"), methods=["GET", "POST"]),
-    Route("/20160918/volumeBackupPolicies", _not_yet("Backup policies"), methods=["GET", "POST"]),
 ]

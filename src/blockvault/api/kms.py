@@ -1,8 +1,12 @@
 """Vault (KMS) operations: vaults on the region endpoint, keys on each vault's management endpoint
 (/kms/{vault_id}/management/20180608/...), crypto on its crypto endpoint (/kms/{vault_id}/crypto/20180608/...).
 
-Not implemented: import/export, backup/restore, wrapping keys, sign/verify, replication (a later issue),
-key version deletion, change compartment, auto-rotation (isAutoRotationEnabled is accepted and reported false).
+Vault replication (docs/design/vault-replication.md): createReplica / deleteReplica / listReplicas on the region
+endpoint, replicaOperations/{id}/status on the management endpoint; a replica vault answers crypto calls and reads,
+and refuses management calls with 409 Conflict. `replicaVaultMetadata` (EXTERNAL vaults only) is refused.
+
+Not implemented: import/export, backup/restore, wrapping keys, sign/verify, key version deletion, change
+compartment, auto-rotation (isAutoRotationEnabled is accepted and reported false).
 """
 
 from __future__ import annotations
@@ -18,13 +22,35 @@ from blockvault.api.framework import Ctx, Reply, operation, sort
 from blockvault.blockstorage.service import NotImplementedYet
 from blockvault.clock import parse_wire
 from blockvault.errors import InvalidArgument, MissingParameter, NotFound, RelatedResourceNotFound
+from blockvault.vault.service import REPLICABLE_VAULT_TYPES
+
+
+def _replica_fields(out: dict[str, Any], item: Any) -> dict[str, Any]:
+    """isPrimary / replicaDetails as the resource has them (R6.31, R6.36); schemas.py knows only primaries."""
+    out["isPrimary"] = item.is_primary
+    out["replicaDetails"] = {"replicationId": item.replication_id} if item.replication_id else None
+    return out
 
 
 def _vault_json(ctx: Ctx, vault: Any, *, summary: bool = False, state: str | None = None) -> dict[str, Any]:
     svc = ctx.region.vault
-    return schemas.vault(
+    out = schemas.vault(
         vault, svc.management_endpoint(vault.id), svc.crypto_endpoint(vault.id), summary=summary, state=state
     )
+    if summary:
+        return out
+    out = _replica_fields(out, vault)
+    out["isVaultReplicable"] = vault.is_primary and vault.vault_type in REPLICABLE_VAULT_TYPES
+    return out
+
+
+def _key_json(key: Any, *, summary: bool = False, state: str | None = None) -> dict[str, Any]:
+    out = schemas.key(key, summary=summary, state=state)
+    return out if summary else _replica_fields(out, key)
+
+
+def _version_json(version: Any) -> dict[str, Any]:
+    return _replica_fields(schemas.key_version(version), version)
 
 
 def _when(body: dict[str, Any]) -> Any:
@@ -113,7 +139,63 @@ def cancel_vault_deletion(ctx: Ctx) -> Reply:
     return Reply(_vault_json(ctx, updated, state=shown))
 
 
+def _replica_region(ctx: Ctx) -> str:
+    body = ctx.json()
+    ctx.require(body, "replicaRegion")
+    region = body["replicaRegion"]
+    if not isinstance(region, str):
+        raise InvalidArgument(field="replicaRegion", reason="must be a region name")
+    if body.get("replicaVaultMetadata") is not None:
+        raise InvalidArgument(field="replicaVaultMetadata", reason="EXTERNAL vaults are not supported")
+    return region
+
+
+def create_vault_replica(ctx: Ctx) -> Reply:
+    """R6.30: synchronous here; the replica is CREATED when the call returns (no work request)."""
+    svc = ctx.region.vault
+    vault = svc.get_vault(str(ctx.path["vault_id"]))
+    ctx.authorize("CreateVaultReplica", compartment_id=vault.compartment_id, target_id=vault.id)
+    ctx.check_if_match(_vault_json(ctx, vault), "vault", vault.id)
+    svc.create_vault_replica(vault.id, _replica_region(ctx))
+    return Reply(None, status=202, etag=False)
+
+
+def delete_vault_replica(ctx: Ctx) -> Reply:
+    svc = ctx.region.vault
+    vault = svc.get_vault(str(ctx.path["vault_id"]))
+    ctx.authorize("DeleteVaultReplica", compartment_id=vault.compartment_id, target_id=vault.id)
+    ctx.check_if_match(_vault_json(ctx, vault), "vault", vault.id)
+    svc.delete_vault_replica(vault.id, _replica_region(ctx))
+    return Reply(None, status=202, etag=False)
+
+
+def list_vault_replicas(ctx: Ctx) -> Reply:
+    svc = ctx.region.vault
+    vault = svc.get_vault(str(ctx.path["vault_id"]))
+    ctx.authorize("ListVaultReplicas", compartment_id=vault.compartment_id, target_id=vault.id)
+    items = [
+        {
+            "region": r.region,
+            "status": r.status,
+            "managementEndpoint": r.management_endpoint,
+            "cryptoEndpoint": r.crypto_endpoint,
+        }
+        for r in svc.list_vault_replicas(vault.id)
+    ]
+    if (ctx.query("sortOrder") or "").upper() == "DESC":
+        items.reverse()
+    return ctx.page(items)
+
+
 # --- keys (management endpoint) -------------------------------------------------------------------------------
+
+
+def get_replication_status(ctx: Ctx) -> Reply:
+    vault_id = _vault_of(ctx)
+    vault = ctx.region.vault.get_vault(vault_id)
+    ctx.authorize("GetReplicationStatus", compartment_id=vault.compartment_id, target_id=vault_id)
+    ops = ctx.region.vault.replication_status(vault_id, str(ctx.path["replication_id"]))
+    return Reply({"replicaDetails": [{"region": op.region, "status": op.status} for op in ops]})
 
 
 def _vault_of(ctx: Ctx) -> str:
@@ -146,13 +228,13 @@ def create_key(ctx: Ctx) -> Reply:
         protection_mode=body.get("protectionMode") or "HSM",
         **_tags(body),
     )
-    return Reply(schemas.key(key, state="CREATING"))
+    return Reply(_key_json(key, state="CREATING"))
 
 
 def get_key(ctx: Ctx) -> Reply:
     key = ctx.region.vault.get_key(str(ctx.path["key_id"]), _vault_of(ctx))
     ctx.authorize("GetKey", compartment_id=key.compartment_id, target_id=key.id, **_in_vault(key.vault_id))
-    return Reply(schemas.key(key))
+    return Reply(_key_json(key))
 
 
 def list_keys(ctx: Ctx) -> Reply:
@@ -172,7 +254,7 @@ def list_keys(ctx: Ctx) -> Reply:
     length = ctx.query_int("length")
     if length is not None:
         keys = [k for k in keys if k.length == length]
-    return ctx.page(sort([schemas.key(k, summary=True) for k in keys], ctx))
+    return ctx.page(sort([_key_json(k, summary=True) for k in keys], ctx))
 
 
 def update_key(ctx: Ctx) -> Reply:
@@ -180,7 +262,7 @@ def update_key(ctx: Ctx) -> Reply:
     vault_id = _vault_of(ctx)
     key = svc.get_key(str(ctx.path["key_id"]), vault_id)
     ctx.authorize("UpdateKey", compartment_id=key.compartment_id, target_id=key.id, **_in_vault(vault_id))
-    ctx.check_if_match(schemas.key(key), "key", key.id)
+    ctx.check_if_match(_key_json(key), "key", key.id)
     body = ctx.json()
     updated = svc.update_key(
         key.id,
@@ -189,7 +271,7 @@ def update_key(ctx: Ctx) -> Reply:
         freeform_tags=body.get("freeformTags"),
         defined_tags=body.get("definedTags"),
     )
-    return Reply(schemas.key(updated))
+    return Reply(_key_json(updated))
 
 
 def _key_action(action: str, operation_name: str) -> Any:
@@ -198,10 +280,10 @@ def _key_action(action: str, operation_name: str) -> Any:
         vault_id = _vault_of(ctx)
         key = svc.get_key(str(ctx.path["key_id"]), vault_id)
         ctx.authorize(operation_name, compartment_id=key.compartment_id, target_id=key.id, **_in_vault(vault_id))
-        ctx.check_if_match(schemas.key(key), "key", key.id)
+        ctx.check_if_match(_key_json(key), "key", key.id)
         when = _when(ctx.json()) if action == "schedule_deletion" else None
         updated, shown = svc.key_action(key.id, vault_id, action, when)
-        return Reply(schemas.key(updated, state=shown))
+        return Reply(_key_json(updated, state=shown))
 
     return handler
 
@@ -211,7 +293,7 @@ def create_key_version(ctx: Ctx) -> Reply:
     vault_id = _vault_of(ctx)
     key = svc.get_key(str(ctx.path["key_id"]), vault_id)
     ctx.authorize("CreateKeyVersion", compartment_id=key.compartment_id, target_id=key.id, **_in_vault(vault_id))
-    return Reply(schemas.key_version(svc.create_key_version(key.id, vault_id)))
+    return Reply(_version_json(svc.create_key_version(key.id, vault_id)))
 
 
 def list_key_versions(ctx: Ctx) -> Reply:
@@ -219,7 +301,7 @@ def list_key_versions(ctx: Ctx) -> Reply:
     vault_id = _vault_of(ctx)
     key = svc.get_key(str(ctx.path["key_id"]), vault_id)
     ctx.authorize("ListKeyVersions", compartment_id=key.compartment_id, target_id=key.id, **_in_vault(vault_id))
-    return ctx.page(sort([schemas.key_version(v) for v in svc.list_key_versions(key.id, vault_id)], ctx))
+    return ctx.page(sort([_version_json(v) for v in svc.list_key_versions(key.id, vault_id)], ctx))
 
 
 def get_key_version(ctx: Ctx) -> Reply:
@@ -229,7 +311,7 @@ def get_key_version(ctx: Ctx) -> Reply:
     ctx.authorize(
         "GetKeyVersion", compartment_id=version.compartment_id, target_id=version.key_id, **_in_vault(vault_id)
     )
-    return Reply(schemas.key_version(version))
+    return Reply(_version_json(version))
 
 
 # --- crypto (crypto endpoint) -----------------------------------------------------------------------------------
@@ -348,6 +430,7 @@ management_routes = [
     Route("/20180608/keys/{key_id}/keyVersions", operation(list_key_versions), methods=["GET"]),
     Route("/20180608/keys/{key_id}/keyVersions/{version_id}", operation(get_key_version), methods=["GET"]),
     Route("/20180608/wrappingKeys", _not_yet("Key import (wrapping keys)"), methods=["GET"]),
+    Route("/20180608/replicaOperations/{replication_id}/status", operation(get_replication_status), methods=["GET"]),
 ]
 
 crypto_routes = [
@@ -366,7 +449,13 @@ routes = [
     Route("/20180608/vaults/{vault_id}", operation(update_vault), methods=["PUT"]),
     Route("/20180608/vaults/{vault_id}/actions/scheduleDeletion", operation(schedule_vault_deletion), methods=["POST"]),
     Route("/20180608/vaults/{vault_id}/actions/cancelDeletion", operation(cancel_vault_deletion), methods=["POST"]),
-    Route("/20180608/vaults/{vault_id}/actions/createReplica", _not_yet("Vault replication"), methods=["POST"]),
+    Route(
+        "/20180608/vaults/{vault_id}/actions/createReplica",
+        operation(create_vault_replica, idempotent_post=True),
+        methods=["POST"],
+    ),
+    Route("/20180608/vaults/{vault_id}/actions/deleteReplica", operation(delete_vault_replica), methods=["POST"]),
+    Route("/20180608/vaults/{vault_id}/actions/listReplicas", operation(list_vault_replicas), methods=["GET"]),
     Mount("/kms/{vault_id}/management", routes=management_routes),
     Mount("/kms/{vault_id}/crypto", routes=crypto_routes),
 ]

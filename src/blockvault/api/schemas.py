@@ -30,6 +30,7 @@ def volume(v: Volume, attached: int = 0) -> dict[str, Any]:
         "isAutoTuneEnabled": False,
         "autoTunedVpusPerGB": v.vpus_per_gb,
         "autotunePolicies": [],
+        "volumeGroupId": v.volume_group_id,
     }
     if v.source_type and v.source_id:
         out["sourceDetails"] = {"type": v.source_type, "id": v.source_id}
@@ -51,7 +52,7 @@ def backup(b: Backup, source_backup_id: str | None = None) -> dict[str, Any]:
         "freeformTags": b.freeform_tags,
         "definedTags": b.defined_tags,
         "systemTags": {},
-        "expirationTime": None,
+        "expirationTime": t(b.expiration_time),
         "kmsKeyId": b.kms_key_id,
         "lifecycleState": b.state,
         "sizeInGBs": b.size_gb,
@@ -204,3 +205,45 @@ def user(u: User) -> dict[str, Any]:
         "isMfaActivated": False,
         "email": None,
     }
+
+
+# --- volume replication (blockstorage/replication.py) ------------------------------------------------------------
+
+
+def replica(r: Any) -> dict[str, Any]:
+    """BlockVolumeReplica / BootVolumeReplica. `totalDataTransferredInGBs` rounds up (any data shipped shows)."""
+    out: dict[str, Any] = {
+        "id": r.id,
+        "availabilityDomain": r.availability_domain,
+        "compartmentId": r.compartment_id,
+        "displayName": r.display_name,
+        "freeformTags": r.freeform_tags,
+        "definedTags": r.defined_tags,
+        "kmsKeyId": r.kms_key_id,
+        "lifecycleState": r.state,
+        "sizeInGBs": r.size_gb,
+        "timeCreated": t(r.time_created),
+        "timeLastSynced": t(r.time_last_synced),
+        "totalDataTransferredInGBs": (r.bytes_transferred + (1 << 30) - 1) >> 30,
+        "volumeGroupReplicaId": getattr(r, "volume_group_replica_id", None),  # a member of a group replica
+    }
+    if r.kind == "volume":
+        out["blockVolumeId"] = r.source_volume_id
+    else:
+        out["bootVolumeId"] = r.source_volume_id
+        out["imageId"] = None
+    return out
+
+
+def replica_infos(kind: str, links: list[Any]) -> list[dict[str, Any]]:
+    """A volume's `blockVolumeReplicas` (BlockVolumeReplicaInfo) / `bootVolumeReplicas` (BootVolumeReplicaInfo)."""
+    id_field = "blockVolumeReplicaId" if kind == "volume" else "bootVolumeReplicaId"
+    return [
+        {
+            "displayName": link.display_name,
+            id_field: link.id,
+            "availabilityDomain": link.availability_domain,
+            "kmsKeyId": link.kms_key_id,
+        }
+        for link in links
+    ]

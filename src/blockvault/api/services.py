@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Engine
 
+from blockvault.blockstorage.groups import VolumeGroupService
 from blockvault.blockstorage.jobs import JobRunner
 from blockvault.blockstorage.service import BlockStorageService, Region
 from blockvault.clock import Clock, OffsetClock
@@ -22,6 +24,7 @@ class RegionServices:
     blockstorage: BlockStorageService
     runner: JobRunner
     clock: Clock
+    groups: VolumeGroupService | None = None  # volume groups (blockstorage/groups.py)
 
 
 @dataclass
@@ -34,3 +37,15 @@ class AppServices:
     domain_clock: OffsetClock
     allow_clock_control: bool = False
     admin_user_ids: frozenset[str] = field(default_factory=frozenset)
+    # Regions served by other processes of this deployment (docs/design/regions.md), by name.
+    remote_regions: dict[str, RemoteRegion] = field(default_factory=dict)
+
+
+@dataclass
+class RemoteRegion:
+    """A region another `blockvault serve` process of the same data dir serves: its endpoint (for clear errors) and
+    the destination half of a backup copy into it (peer.interfaces.BackupCopyTarget over HTTP)."""
+
+    name: str
+    endpoint: str
+    copy_target: Any

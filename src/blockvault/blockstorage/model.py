@@ -43,6 +43,7 @@ class Volume:
     source_id: str | None = None
     clone_snapshot: str | None = None
     faulty_reason: str | None = None
+    volume_group_id: str | None = None  # the one volume group holding it (blockstorage/groups.py)
     freeform_tags: dict[str, str] = field(default_factory=dict)
     defined_tags: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -79,6 +80,7 @@ class Backup:
     faulty_reason: str | None = None
     freeform_tags: dict[str, str] = field(default_factory=dict)
     defined_tags: dict[str, dict[str, Any]] = field(default_factory=dict)
+    expiration_time: datetime | None = None  # scheduled (policy) backups only (R3.8)
 
     def dek_context(self, dek_id: str) -> dict[str, str]:
         return {"resource": self.id, "purpose": f"{self.kind}backup", "dek": dek_id}

@@ -18,6 +18,15 @@ directly (both regions live in one `blockvault serve` process today).
 Errors are the domain errors of blockvault.errors, raised as the source region raises them: `NotFound` (no such
 backup), `Conflict`/`IncorrectState` (not AVAILABLE), `KeyUnusable` (its key is not ENABLED: the copy job parks and
 retries, D1), `IntegrityError` (stored data damaged).
+
+Volume replication (oci-behaviour.md §5, docs/design/replication.md) uses the same client both ways:
+
+- the SOURCE region (UpdateVolume / CreateVolume with `blockVolumeReplicas`) asks the destination to
+  `create_replica` / `delete_replica` (the replica, its DEK and its sync schedule live in the destination);
+- the DESTINATION's sync job asks the source to `begin_replica_sync` (a snapshot of the volume and the seq of each
+  unit), `read_replica_units` (PLAINTEXT units of that snapshot, decrypted in the source with the source's DEK) and
+  `end_replica_sync` (drop the snapshot). The destination re-encrypts under the replica's own DEK, so the replica
+  never needs a source key (R5.14), exactly as backup copy does.
 """
 
 from __future__ import annotations
@@ -26,14 +35,17 @@ import bisect
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Protocol
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol
 
 from blockvault.backup.engine import restore_backup
 from blockvault.backup.format import UNIT_SIZE, Manifest, ManifestEntry, chunk_span
 from blockvault.backup.objectstore.base import ObjectStore
-from blockvault.blockstorage.model import Backup
+from blockvault.blockstorage.model import CREATING, TERMINATED, Backup
+from blockvault.errors import NotFound
 
 if TYPE_CHECKING:
+    from blockvault.blockstorage.groups import GroupBackupView, VolumeGroupService
     from blockvault.blockstorage.service import BlockStorageService
 
 __all__ = [
@@ -41,9 +53,17 @@ __all__ = [
     "BackupInfo",
     "BackupLayout",
     "ExportSource",
+    "GroupMemberSpec",
+    "GroupReplicaInfo",
+    "GroupReplicaSpec",
+    "GroupSyncMember",
+    "GroupSyncPoint",
     "InProcessRegionClient",
     "LocalBackupExport",
     "RegionClient",
+    "ReplicaInfo",
+    "ReplicaSpec",
+    "ReplicaSyncPoint",
 ]
 
 # Chunks fetched per batch by ExportSource (16 x 256 KiB = 4 MiB of plaintext held at most).
@@ -73,6 +93,100 @@ class BackupLayout:
     snapshot_seq: int
     chunk_size: int
     chunks: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaSpec:
+    """What the source region asks the destination to create. "" means none (kms_key_id: the destination's
+    provider-managed key). Tags are JSON text, so every field is a str or an int."""
+
+    kind: str  # volume | bootvolume
+    source_region: str
+    source_volume_id: str
+    compartment_id: str
+    availability_domain: str
+    display_name: str
+    kms_key_id: str
+    size_gb: int
+    freeform_tags: str = "{}"
+    defined_tags: str = "{}"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaInfo:
+    """A replica as its source volume shows it (BlockVolumeReplicaInfo, BootVolumeReplicaInfo); kms_key_id "": none."""
+
+    id: str
+    region: str
+    availability_domain: str
+    display_name: str
+    kms_key_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaSyncPoint:
+    """A snapshot the source took for one sync: its name, its write seq, its size, when it was taken (ISO 8601, the
+    replica's timeLastSynced once the sync completes) and (unit index, seq) of every unit it holds, by index."""
+
+    volume_id: str
+    snapshot: str
+    seq: int
+    size_bytes: int
+    taken_at: str
+    units: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMemberSpec:
+    """One member volume of a replicating volume group: its replica spec, and the id of a replica it already has in
+    the destination ("" none), which the group replica then adopts with its own key (R5.20, replication.md)."""
+
+    spec: ReplicaSpec
+    existing_replica_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class GroupReplicaSpec:
+    """What the source region asks the destination to create for `volumeGroupReplicas` ("" kms_key_id: provider)."""
+
+    source_region: str
+    source_group_id: str
+    compartment_id: str
+    availability_domain: str
+    display_name: str
+    kms_key_id: str
+    freeform_tags: str = "{}"
+    defined_tags: str = "{}"
+
+
+@dataclass(frozen=True, slots=True)
+class GroupReplicaInfo:
+    """A group replica as its source group shows it (VolumeGroupReplicaInfo); kms_key_id "": none."""
+
+    id: str
+    region: str
+    availability_domain: str
+    display_name: str
+    kms_key_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSyncMember:
+    """One member a group sync asks the source to include: its volume, its replica and the replica's generation."""
+
+    volume_id: str
+    replica_id: str
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSyncPoint:
+    """Snapshots of every member taken at ONE point in time (taken_at, ISO 8601); members no longer replicating
+    through the group are left out."""
+
+    group_id: str
+    taken_at: str
+    members: tuple[tuple[str, ReplicaSyncPoint], ...]  # (member replica id, its point)
 
 
 class BackupExport(Protocol):
@@ -112,6 +226,90 @@ class RegionClient(Protocol):
 
     def open_export(self, kind: str, backup_id: str) -> BackupExport:
         """Open the backup for reading (checks as `check_exportable`, then authenticates its manifest)."""
+        ...
+
+    # --- volume replication (docs/design/replication.md) ---
+
+    def availability_domains(self) -> tuple[str, ...]:
+        """The region's availability domains (a replica's destination is named by its AD)."""
+        ...
+
+    def create_replica(self, spec: ReplicaSpec) -> ReplicaInfo:
+        """Destination side: validate the key and AD, record the replica (PROVISIONING) and schedule its first sync."""
+        ...
+
+    def delete_replica(self, kind: str, replica_id: str) -> None:
+        """Destination side: terminate the replica (TERMINATING, then TERMINATED); idempotent."""
+        ...
+
+    def begin_replica_sync(self, kind: str, volume_id: str, replica_id: str, generation: int) -> ReplicaSyncPoint:
+        """Source side: snapshot the volume for sync `generation` (replacing any earlier snapshot of this replica).
+        NotFound if replication to that replica is off; KeyUnusable if the source's key is not ENABLED (D1)."""
+        ...
+
+    def read_replica_units(self, kind: str, volume_id: str, snapshot: str, units: tuple[int, ...]) -> tuple[bytes, ...]:
+        """Source side: the plaintext of each unit of the sync snapshot, in the order asked (D1 checked per call)."""
+        ...
+
+    def end_replica_sync(self, kind: str, volume_id: str, replica_id: str) -> None:
+        """Source side: drop every snapshot taken for this replica; idempotent."""
+        ...
+
+    # --- volume group replication (docs/design/replication.md, "Volume group replicas") ---
+
+    def create_group_replica(self, spec: GroupReplicaSpec) -> GroupReplicaInfo:
+        """Destination side: validate the key and AD and record the group replica (PROVISIONING, no members yet)."""
+        ...
+
+    def add_group_replica_members(
+        self, group_replica_id: str, members: tuple[GroupMemberSpec, ...]
+    ) -> tuple[ReplicaInfo, ...]:
+        """Destination side: a member replica per member (a new one, or an adopted existing one), in order."""
+        ...
+
+    def remove_group_replica_member(self, group_replica_id: str, replica_id: str, keep: bool) -> None:
+        """Destination side: the member leaves the group replica; kept, it syncs on its own; else it is deleted."""
+        ...
+
+    def delete_group_replica(self, group_replica_id: str, keep_members: bool) -> None:
+        """Destination side: terminate the group replica; its members are kept (syncing on their own) or deleted."""
+        ...
+
+    def begin_group_replica_sync(
+        self, group_id: str, group_replica_id: str, members: tuple[GroupSyncMember, ...]
+    ) -> GroupSyncPoint:
+        """Source side: snapshot every member still replicating through the group at ONE point in time (writes to
+        all of them held off meanwhile). NotFound if the group replication is off; KeyUnusable as D1."""
+        ...
+
+    # --- volume group backup copy and scheduled copies (docs/design/volume-groups.md, backup-policies.md) ---
+
+    def get_group_backup(self, backup_id: str) -> GroupBackupView:
+        """The region's volume group backup with its members and derived state; NotFound if it has none such."""
+        ...
+
+    def create_scheduled_copy(
+        self, kind: str, source_region: str, source_backup_id: str, details: dict[str, Any]
+    ) -> Backup:
+        """Destination side of a backup policy's copy (R3.28): as `create_copy`, but a copy of that source with that
+        displayName made earlier is answered instead of a second one, so the scheduler may send it again."""
+        ...
+
+    def create_scheduled_group_copy(
+        self, source_region: str, source: GroupBackupView, details: dict[str, Any]
+    ) -> GroupBackupView:
+        """Destination side of a policy's copy of a volume group backup; adopts an earlier copy as above."""
+        ...
+
+    def compartment_in_use(self, compartment_id: str) -> bool:
+        """Whether the region still holds a live volume, boot volume or vault in the compartment (DeleteCompartment
+        asks every region, those of other processes included)."""
+        ...
+
+    def date_scheduled_copy(self, kind: str, copy_id: str, expires: datetime | None, retention_seconds: int) -> bool:
+        """R3.30: give a scheduled copy (kind volume, bootvolume or volumegroup: then its members too) the source's
+        expiration (None: its creation plus `retention_seconds`). False while a copy job is still running (its
+        final save would undo it); NotFound if the copy is gone."""
         ...
 
 
@@ -249,8 +447,15 @@ class ExportSource:
 class InProcessRegionClient:
     """A `RegionClient` for a region served by this same process: calls its BlockStorageService directly."""
 
-    def __init__(self, service: BlockStorageService) -> None:
-        self._service = service
+    def __init__(self, service: BlockStorageService, groups: VolumeGroupService | None = None) -> None:
+        self._service, self._groups = service, groups
+
+    def _group_service(self) -> VolumeGroupService:
+        if self._groups is None:
+            from blockvault.blockstorage.service import NotImplementedYet
+
+            raise NotImplementedYet(feature=f"Volume groups in {self._service.region.name}")
+        return self._groups
 
     @property
     def region(self) -> str:
@@ -269,3 +474,105 @@ class InProcessRegionClient:
 
     def open_export(self, kind: str, backup_id: str) -> BackupExport:
         return self._service.open_export(kind, backup_id)
+
+    def availability_domains(self) -> tuple[str, ...]:
+        return tuple(self._service.region.availability_domains)
+
+    def create_replica(self, spec: ReplicaSpec) -> ReplicaInfo:
+        return self._service.replication.create_replica(spec)
+
+    def delete_replica(self, kind: str, replica_id: str) -> None:
+        self._service.replication.delete_replica(kind, replica_id)
+
+    def begin_replica_sync(self, kind: str, volume_id: str, replica_id: str, generation: int) -> ReplicaSyncPoint:
+        return self._service.replication.begin_sync(kind, volume_id, replica_id, generation)
+
+    def read_replica_units(self, kind: str, volume_id: str, snapshot: str, units: tuple[int, ...]) -> tuple[bytes, ...]:
+        return self._service.replication.read_units(kind, volume_id, snapshot, units)
+
+    def end_replica_sync(self, kind: str, volume_id: str, replica_id: str) -> None:
+        self._service.replication.end_sync(kind, volume_id, replica_id)
+
+    def create_group_replica(self, spec: GroupReplicaSpec) -> GroupReplicaInfo:
+        return self._service.replication.group_replicas.create_group_replica(spec)
+
+    def add_group_replica_members(
+        self, group_replica_id: str, members: tuple[GroupMemberSpec, ...]
+    ) -> tuple[ReplicaInfo, ...]:
+        return self._service.replication.group_replicas.add_group_members(group_replica_id, members)
+
+    def remove_group_replica_member(self, group_replica_id: str, replica_id: str, keep: bool) -> None:
+        self._service.replication.group_replicas.remove_group_member(group_replica_id, replica_id, keep)
+
+    def delete_group_replica(self, group_replica_id: str, keep_members: bool) -> None:
+        self._service.replication.group_replicas.delete_group_replica(group_replica_id, keep_members)
+
+    def begin_group_replica_sync(
+        self, group_id: str, group_replica_id: str, members: tuple[GroupSyncMember, ...]
+    ) -> GroupSyncPoint:
+        return self._service.replication.group_replicas.begin_group_sync(group_id, group_replica_id, members)
+
+    def get_group_backup(self, backup_id: str) -> GroupBackupView:
+        return self._group_service().get_group_backup(backup_id)
+
+    def create_scheduled_copy(
+        self, kind: str, source_region: str, source_backup_id: str, details: dict[str, Any]
+    ) -> Backup:
+        svc = self._service
+        name = details.get("displayName")
+        if isinstance(name, str) and name:
+            from blockvault.db import tables
+
+            b = tables.backups.c
+            made = svc.backups.find(b.display_name == name, b.kind == kind, b.state != TERMINATED)
+            sources = svc.copy_sources([m.id for m in made])
+            for backup in made:
+                if sources.get(backup.id) == source_backup_id:
+                    return backup  # sent again after a reply was lost: the copy already exists
+        backup, _ = svc.create_copy(kind, source_region, source_backup_id, details)
+        return backup
+
+    def create_scheduled_group_copy(
+        self, source_region: str, source: GroupBackupView, details: dict[str, Any]
+    ) -> GroupBackupView:
+        groups = self._group_service()
+        name = details.get("displayName")
+        if isinstance(name, str) and name:
+            from blockvault.db import tables
+
+            c = tables.volume_group_backups.c
+            for found in groups.group_backups.find(
+                c.source_volume_group_backup_id == source.backup.id, c.display_name == name, c.state != TERMINATED
+            ):
+                return groups.backup_view(found)
+        return groups.create_group_backup_copy(source_region, source, details)
+
+    def date_scheduled_copy(self, kind: str, copy_id: str, expires: datetime | None, retention_seconds: int) -> bool:
+        if kind == "volumegroup":
+            groups = self._group_service()
+            found = groups.group_backups.get(copy_id)
+            if found is None:
+                raise NotFound(kind="volume group backup", ident=copy_id)
+            view = groups.backup_view(found)
+            if any(m.state == CREATING for m in view.members):
+                return False
+            when = expires or found.time_created + timedelta(seconds=retention_seconds)
+            for member in view.members:
+                self._service.backups.save(replace(member, expiration_time=when), expect={"state": member.state})
+            groups.group_backups.save(replace(view.backup, expiration_time=when), expect={"state": view.backup.state})
+            return True
+        copy = self._service.backups.get(copy_id)
+        if copy is None:
+            raise NotFound(kind=f"{kind} backup", ident=copy_id)
+        if copy.state == CREATING:
+            return False
+        when = expires or copy.time_created + timedelta(seconds=retention_seconds)
+        self._service.backups.save(replace(copy, expiration_time=when), expect={"state": copy.state})
+        return True
+
+    def compartment_in_use(self, compartment_id: str) -> bool:
+        svc = self._service
+        for kind in ("volume", "bootvolume"):
+            if any(v.state != TERMINATED for v in svc.list_volumes(kind, compartment_id, None, None, None)):
+                return True
+        return any(v.state != "DELETED" for v in svc.vault.list_vaults(compartment_id))

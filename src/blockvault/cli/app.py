@@ -33,6 +33,8 @@ from blockvault.cli.client import (
     WaitTimeout,
 )
 from blockvault.cli.commands import admin, attach, bv, data, iam, kms
+from blockvault.cli.commands import groups as group_commands
+from blockvault.cli.commands import policies as policy_commands
 from blockvault.cli.output import Output
 from blockvault.errors import BlockvaultError
 
@@ -122,6 +124,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     admin.register(sub)
     attach.register(sub)
     iam.register(sub)
+    group_commands.register(sub)  # bv volume-group, bv volume-group-backup (after bv.register)
+    policy_commands.register(sub)  # bv volume-backup-policy[-assignment] (after bv.register)
     if command_word(argv) == _SERVE:
         # Imported only when asked for: the server pulls in the whole service stack. Written by the server's
         # owners; if it is not there, `serve` is simply not a command.

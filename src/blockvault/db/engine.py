@@ -47,13 +47,14 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def upgrade(engine: Engine, tree: str) -> None:
-    """Bring the database to the newest schema of one migration tree ("identity" or "region")."""
+def upgrade(engine: Engine, tree: str, revision: str = "head") -> None:
+    """Bring the database to the newest schema of one migration tree ("identity" or "region"); an older `revision`
+    only for tests of the upgrade path."""
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS / tree))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, revision)
 
 
 @contextmanager

@@ -115,6 +115,11 @@ vaults = Table(
     Column("time_of_deletion", String, nullable=True),
     Column("freeform_tags", Text, nullable=False, default="{}"),
     Column("defined_tags", Text, nullable=False, default="{}"),
+    # vault replication (docs/design/vault-replication.md): a replica vault names its source vault and region;
+    # a vault, key or version with no source is a primary (isPrimary)
+    Column("source_vault_id", String, nullable=True, index=True),
+    Column("source_region", String, nullable=True),
+    Column("replication_id", String, nullable=True),
 )
 
 keys = Table(
@@ -136,6 +141,8 @@ keys = Table(
     Column("scheduled_with_vault", Boolean, nullable=False, default=False),
     Column("freeform_tags", Text, nullable=False, default="{}"),
     Column("defined_tags", Text, nullable=False, default="{}"),
+    Column("source_key_id", String, nullable=True, index=True),  # replica: the primary key (ciphertext identity)
+    Column("replication_id", String, nullable=True),
 )
 
 key_versions = Table(
@@ -150,6 +157,33 @@ key_versions = Table(
     Column("origin", String, nullable=False),
     Column("time_created", String, nullable=False),
     Column("time_of_deletion", String, nullable=True),
+    Column("source_version_id", String, nullable=True, index=True),  # replica: the primary version
+    Column("replication_id", String, nullable=True),
+)
+
+# Vault replication, kept by the source region: one row per (source vault, destination region) ever replicated to.
+vault_replicas = Table(
+    "vault_replicas",
+    region_metadata,
+    Column("id", String, primary_key=True),  # the replica vault's OCID (minted by the destination region)
+    Column("vault_id", String, nullable=False, index=True),
+    Column("region", String, nullable=False),
+    Column("status", String, nullable=False),  # CREATING | CREATED | DELETING | DELETED
+    Column("management_endpoint", String, nullable=False),
+    Column("crypto_endpoint", String, nullable=False),
+    Column("time_created", String, nullable=False),
+)
+
+# Replicated operations (GetReplicationStatus): per replication id and region, REPLICATING or REPLICATED.
+replication_ops = Table(
+    "replication_ops",
+    region_metadata,
+    Column("id", String, primary_key=True),
+    Column("replication_id", String, nullable=False, index=True),
+    Column("vault_id", String, nullable=False),
+    Column("region", String, nullable=False),
+    Column("status", String, nullable=False),
+    Column("time_created", String, nullable=False),
 )
 
 volumes = Table(
@@ -174,6 +208,7 @@ volumes = Table(
     Column("time_created", String, nullable=False),
     Column("freeform_tags", Text, nullable=False, default="{}"),
     Column("defined_tags", Text, nullable=False, default="{}"),
+    Column("volume_group_id", String, nullable=True, index=True),  # at most one group (blockstorage/groups.py)
 )
 
 backups = Table(
@@ -198,6 +233,7 @@ backups = Table(
     Column("time_request_received", String, nullable=False),
     Column("freeform_tags", Text, nullable=False, default="{}"),
     Column("defined_tags", Text, nullable=False, default="{}"),
+    Column("expiration_time", String, nullable=True),  # scheduled (policy) backups only (R3.8)
 )
 
 # Every data key a backup needs to read its manifest and chunks, each wrapped under the backup's own key binding.
@@ -256,5 +292,179 @@ retry_tokens = Table(
     Column("status", Integer, nullable=False),
     Column("response", LargeBinary, nullable=False),
     Column("headers", Text, nullable=False),
+    Column("time_created", String, nullable=False),
+)
+
+# --- volume replication (blockstorage/replication.py, docs/design/replication.md) ------------------------------
+# A block or boot volume replica, in its DESTINATION region: its DEK is wrapped by that region's key (xrrKmsKeyId)
+# or provider key, never by a key of the source. `sync_count`/`synced_seq` name the last COMPLETED sync.
+volume_replicas = Table(
+    "volume_replicas",
+    region_metadata,
+    Column("id", String, primary_key=True),
+    Column("kind", String, nullable=False),  # volume | bootvolume
+    Column("compartment_id", String, nullable=False, index=True),
+    Column("availability_domain", String, nullable=False),
+    Column("display_name", String, nullable=False),
+    Column("source_region", String, nullable=False),
+    Column("source_volume_id", String, nullable=False, index=True),
+    Column("size_gb", Integer, nullable=False),
+    Column("state", String, nullable=False),
+    Column("kms_key_id", String, nullable=True, index=True),
+    Column("key_version_id", String, nullable=False),
+    Column("wrapped_dek", LargeBinary, nullable=False),
+    Column("sync_count", Integer, nullable=False, default=0),
+    Column("synced_seq", Integer, nullable=False, default=0),
+    Column("bytes_transferred", Integer, nullable=False, default=0),
+    Column("activating_volume_id", String, nullable=True),
+    Column("faulty_reason", Text, nullable=True),
+    Column("time_created", String, nullable=False),
+    Column("time_last_synced", String, nullable=True),
+    Column("next_sync_at", String, nullable=False),
+    Column("freeform_tags", Text, nullable=False, default="{}"),
+    Column("defined_tags", Text, nullable=False, default="{}"),
+    # A member replica of a volume group replica: synced only by its group's coordinated sync (replication.md).
+    Column("volume_group_replica_id", String, nullable=True, index=True),
+)
+
+# The SOURCE region's record of where each of its volumes replicates to (GET volume shows it; resize refuses).
+replica_links = Table(
+    "replica_links",
+    region_metadata,
+    Column("id", String, primary_key=True),  # the replica's OCID (it lives in `region`)
+    Column("volume_id", String, nullable=False, index=True),
+    Column("region", String, nullable=False),
+    Column("availability_domain", String, nullable=False),
+    Column("display_name", String, nullable=False),
+    Column("kms_key_id", String, nullable=True),
+    Column("time_created", String, nullable=False),
+    Column("volume_group_replica_id", String, nullable=True),  # set: the link is managed by its group (R5.20)
+)
+
+# Volume group replication (blockstorage/replication.py, docs/design/replication.md "Volume group replicas"):
+# the DESTINATION's group replica (its members are volume_replicas rows naming it) ...
+volume_group_replicas = Table(
+    "volume_group_replicas",
+    region_metadata,
+    Column("id", String, primary_key=True),
+    Column("compartment_id", String, nullable=False, index=True),
+    Column("availability_domain", String, nullable=False),
+    Column("display_name", String, nullable=False),
+    Column("source_region", String, nullable=False),
+    Column("source_group_id", String, nullable=False, index=True),
+    Column("state", String, nullable=False),
+    Column("kms_key_id", String, nullable=True),
+    Column("sync_count", Integer, nullable=False, default=0),
+    Column("activating_group_id", String, nullable=True),
+    Column("faulty_reason", Text, nullable=True),
+    Column("time_created", String, nullable=False),
+    Column("time_last_synced", String, nullable=True),
+    Column("next_sync_at", String, nullable=False),
+    Column("freeform_tags", Text, nullable=False, default="{}"),
+    Column("defined_tags", Text, nullable=False, default="{}"),
+)
+
+# ... and the SOURCE's record of where each of its volume groups replicates to (GET volume group shows it).
+group_replica_links = Table(
+    "group_replica_links",
+    region_metadata,
+    Column("id", String, primary_key=True),  # the group replica's OCID (it lives in `region`)
+    Column("volume_group_id", String, nullable=False, index=True),
+    Column("region", String, nullable=False),
+    Column("availability_domain", String, nullable=False),
+    Column("display_name", String, nullable=False),
+    Column("kms_key_id", String, nullable=True),
+    Column("time_created", String, nullable=False),
+)
+
+# --- volume groups (blockstorage/groups.py, docs/design/volume-groups.md) ----------------------------------------
+# Membership is volumes.volume_group_id (a volume is in at most one group); a group backup's members are ordinary
+# volume backups, named in `members` (JSON: volume id -> backup id).
+volume_groups = Table(
+    "volume_groups",
+    region_metadata,
+    Column("id", String, primary_key=True),
+    Column("compartment_id", String, nullable=False, index=True),
+    Column("availability_domain", String, nullable=False),
+    Column("display_name", String, nullable=False),
+    Column("state", String, nullable=False),
+    Column("source_details", Text, nullable=False, default="{}"),  # the CreateVolumeGroup sourceDetails, as given
+    Column("time_created", String, nullable=False),
+    Column("freeform_tags", Text, nullable=False, default="{}"),
+    Column("defined_tags", Text, nullable=False, default="{}"),
+)
+
+volume_group_backups = Table(
+    "volume_group_backups",
+    region_metadata,
+    Column("id", String, primary_key=True),
+    Column("compartment_id", String, nullable=False, index=True),
+    Column("volume_group_id", String, nullable=False, index=True),
+    Column("display_name", String, nullable=False),
+    Column("type", String, nullable=False),
+    Column("state", String, nullable=False),
+    Column("members", Text, nullable=False, default="{}"),
+    Column("source_volume_group_backup_id", String, nullable=True),  # a cross-region copy: the group backup copied
+    Column("source_type", String, nullable=False, default="MANUAL"),  # SCHEDULED: made by a backup policy
+    Column("expiration_time", String, nullable=True),  # scheduled (policy) group backups only (R3.8)
+    Column("time_created", String, nullable=False),
+    Column("time_request_received", String, nullable=False),
+    Column("freeform_tags", Text, nullable=False, default="{}"),
+    Column("defined_tags", Text, nullable=False, default="{}"),
+)
+
+# Backup policies (blockstorage/scheduler.py): user-defined policies, assignments (one per asset), and what the
+# scheduler did, so that it is idempotent across restarts (docs/design/backup-policies.md).
+volume_backup_policies = Table(
+    "volume_backup_policies",
+    region_metadata,
+    Column("id", String, primary_key=True),
+    Column("compartment_id", String, nullable=False, index=True),
+    Column("display_name", String, nullable=False),
+    Column("destination_region", String, nullable=True),
+    Column("schedules", Text, nullable=False, default="[]"),  # JSON list of VolumeBackupSchedule (wire form)
+    Column("time_created", String, nullable=False),
+    Column("freeform_tags", Text, nullable=False, default="{}"),
+    Column("defined_tags", Text, nullable=False, default="{}"),
+)
+
+volume_backup_policy_assignments = Table(
+    "volume_backup_policy_assignments",
+    region_metadata,
+    Column("id", String, primary_key=True),
+    Column("asset_id", String, nullable=False, unique=True),
+    Column("policy_id", String, nullable=False, index=True),
+    Column("xrc_kms_key_id", String, nullable=True),
+    Column("time_created", String, nullable=False),
+)
+
+# The newest run instant of each (assignment, period) the scheduler has handled (ran or skipped).
+backup_schedule_marks = Table(
+    "backup_schedule_marks",
+    region_metadata,
+    Column("assignment_id", String, primary_key=True),
+    Column("period", String, primary_key=True),
+    Column("last_instant", String, nullable=False),
+)
+
+# One row per scheduled backup the scheduler decided to make: the intent is written before the backup, so a crash
+# in between neither loses nor doubles it; the cross-region copy and its expiration are tracked here too.
+scheduled_backups = Table(
+    "scheduled_backups",
+    region_metadata,
+    Column("id", String, primary_key=True),  # assignment id + period + run instant
+    Column("assignment_id", String, nullable=False, index=True),
+    Column("asset_id", String, nullable=False),
+    Column("period", String, nullable=False),
+    Column("instant", String, nullable=False),
+    Column("display_name", String, nullable=False),
+    Column("backup_type", String, nullable=False),
+    Column("retention_seconds", Integer, nullable=False),
+    Column("state", String, nullable=False),  # PENDING | CREATED | COPYING | DONE | FAILED
+    Column("backup_id", String, nullable=True),
+    Column("destination_region", String, nullable=True),
+    Column("xrc_kms_key_id", String, nullable=True),
+    Column("copy_id", String, nullable=True),
+    Column("error", Text, nullable=True),
     Column("time_created", String, nullable=False),
 )

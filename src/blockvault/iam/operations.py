@@ -59,6 +59,25 @@ OPERATIONS: dict[str, tuple[str, ...]] = {
     **_backup_ops("BootVolumeBackup", "BOOT_VOLUME_BACKUP", "BOOT_VOLUME"),
     "GetWorkRequest": ("VOLUME_INSPECT",),
     "GetBackupWorkRequest": ("VOLUME_BACKUP_INSPECT",),
+    # replication (R5.8-R5.12; `volume-family` covers block-volume-replicas and boot-volume-replicas): turning it on
+    # or off is checked where the source volume is, activation on the replica (like a clone's source, `manage`)
+    "GetBlockVolumeReplica": ("BLOCK_VOLUME_REPLICA_INSPECT",),
+    "ListBlockVolumeReplicas": ("BLOCK_VOLUME_REPLICA_INSPECT",),
+    "CreateBlockVolumeReplica": ("BLOCK_VOLUME_REPLICA_CREATE",),
+    "DeleteBlockVolumeReplica": ("BLOCK_VOLUME_REPLICA_DELETE",),
+    "ActivateBlockVolumeReplica": ("BLOCK_VOLUME_REPLICA_UPDATE",),
+    "GetBootVolumeReplica": ("BOOT_VOLUME_REPLICA_INSPECT",),
+    "ListBootVolumeReplicas": ("BOOT_VOLUME_REPLICA_INSPECT",),
+    "CreateBootVolumeReplica": ("BOOT_VOLUME_REPLICA_CREATE",),
+    "DeleteBootVolumeReplica": ("BOOT_VOLUME_REPLICA_DELETE",),
+    "ActivateBootVolumeReplica": ("BOOT_VOLUME_REPLICA_UPDATE",),
+    # Volume group replicas (group_replication.py): members are block volume replicas, so volume-family's
+    # block-volume-replicas permissions govern them; turning it on also needs VOLUME_GROUP_UPDATE (the update itself).
+    "GetVolumeGroupReplica": ("BLOCK_VOLUME_REPLICA_INSPECT",),
+    "ListVolumeGroupReplicas": ("BLOCK_VOLUME_REPLICA_INSPECT",),
+    "CreateVolumeGroupReplica": ("BLOCK_VOLUME_REPLICA_CREATE",),
+    "DeleteVolumeGroupReplica": ("BLOCK_VOLUME_REPLICA_DELETE",),
+    "ActivateVolumeGroupReplica": ("BLOCK_VOLUME_REPLICA_UPDATE",),
     # attachments (the NBD attach issue): `manage volume-attachments` + `use volumes` (R7.23)
     "AttachVolume": ("VOLUME_ATTACHMENT_CREATE", "VOLUME_WRITE"),
     "DetachVolume": ("VOLUME_ATTACHMENT_DELETE",),
@@ -67,6 +86,37 @@ OPERATIONS: dict[str, tuple[str, ...]] = {
     "AttachBootVolume": ("VOLUME_ATTACHMENT_CREATE", "BOOT_VOLUME_WRITE"),
     "DetachBootVolume": ("VOLUME_ATTACHMENT_DELETE",),
     "ListBootVolumeAttachments": ("VOLUME_ATTACHMENT_INSPECT",),
+    # volume groups and their backups (R7.25: inspect + manage; blockstorage/groups.py). A resource the body names
+    # is checked in its own compartment by the handler: a joining volume (inspect), a cloned group's volumes (use,
+    # CloneVolumeSource), a restored group backup's members (read, RestoreVolumeBackupSource).
+    "CreateVolumeGroup": ("VOLUME_GROUP_CREATE",),
+    "GetVolumeGroup": ("VOLUME_GROUP_INSPECT",),
+    "ListVolumeGroups": ("VOLUME_GROUP_INSPECT",),
+    "UpdateVolumeGroup": ("VOLUME_GROUP_UPDATE",),
+    "DeleteVolumeGroup": ("VOLUME_GROUP_DELETE",),
+    "ChangeVolumeGroupCompartment": ("VOLUME_GROUP_MOVE",),
+    "AddVolumeToVolumeGroup": ("VOLUME_INSPECT",),
+    "CloneVolumeGroupSource": ("VOLUME_GROUP_INSPECT",),
+    "CreateVolumeGroupBackup": ("VOLUME_GROUP_BACKUP_CREATE",),  # + CreateVolumeBackup on every member volume
+    "GetVolumeGroupBackup": ("VOLUME_GROUP_BACKUP_INSPECT",),
+    "ListVolumeGroupBackups": ("VOLUME_GROUP_BACKUP_INSPECT",),
+    "UpdateVolumeGroupBackup": ("VOLUME_GROUP_BACKUP_UPDATE",),
+    "DeleteVolumeGroupBackup": ("VOLUME_GROUP_BACKUP_DELETE",),  # + DeleteVolumeBackup on every member backup
+    "ChangeVolumeGroupBackupCompartment": ("VOLUME_GROUP_BACKUP_MOVE",),
+    "RestoreVolumeGroupBackupSource": ("VOLUME_GROUP_BACKUP_INSPECT",),
+    # group backup copy: as CopyVolumeBackup (R3.31) for the group backup, plus CopyVolumeBackup on every member
+    "CopyVolumeGroupBackup": ("VOLUME_GROUP_BACKUP_INSPECT", "VOLUME_GROUP_BACKUP_COPY"),
+    "CreateVolumeGroupBackupCopy": ("VOLUME_GROUP_BACKUP_CREATE",),
+    # backup policies and assignments (R7.25; `volume-family` includes both). Oracle-defined policies are read in
+    # the tenancy (R3.13); an assignment is authorized in its asset's compartment.
+    "ListVolumeBackupPolicies": ("BACKUP_POLICIES_INSPECT",),
+    "GetVolumeBackupPolicy": ("BACKUP_POLICIES_INSPECT",),
+    "CreateVolumeBackupPolicy": ("BACKUP_POLICIES_CREATE",),
+    "UpdateVolumeBackupPolicy": ("BACKUP_POLICIES_UPDATE",),
+    "DeleteVolumeBackupPolicy": ("BACKUP_POLICIES_DELETE",),
+    "CreateVolumeBackupPolicyAssignment": ("BACKUP_POLICY_ASSIGNMENT_CREATE",),
+    "GetVolumeBackupPolicyAssignment": ("BACKUP_POLICY_ASSIGNMENT_INSPECT",),
+    "DeleteVolumeBackupPolicyAssignment": ("BACKUP_POLICY_ASSIGNMENT_DELETE",),
     # Vault (R7.10-R7.12)
     "ListVaults": ("VAULT_INSPECT",),
     "GetVault": ("VAULT_READ",),
@@ -76,6 +126,10 @@ OPERATIONS: dict[str, tuple[str, ...]] = {
     "ScheduleVaultDeletion": ("VAULT_DELETE",),
     "CancelVaultDeletion": ("VAULT_DELETE",),
     "ChangeVaultCompartment": ("VAULT_MOVE",),
+    "CreateVaultReplica": ("VAULT_REPLICATE",),  # R7.10: manage vaults
+    "DeleteVaultReplica": ("VAULT_REPLICATE",),
+    "ListVaultReplicas": ("VAULT_INSPECT",),
+    "GetReplicationStatus": ("VAULT_READ",),  # blockvault's choice: OCI names no permission for it
     "ListKeys": ("KEY_INSPECT",),
     "GetKey": ("KEY_READ",),
     "CreateKey": ("KEY_CREATE",),  # plus VAULT_CREATE_KEY in the vault's compartment, checked by the handler

@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Final
+from dataclasses import dataclass
+from typing import Final, NamedTuple
 
 from blockvault.errors import InvalidArgument
 
@@ -470,17 +470,25 @@ class ServerHandshake:
 # --- transmission -------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
+class Request(NamedTuple):
     """One transmission request. `data` is the WRITE payload (empty for every other command): bytes from
-    `RequestParser.feed`, a view of the caller's buffer from `parse_requests` (valid until the caller reuses it)."""
+    `RequestParser.feed`, a view of the caller's buffer from `parse_requests` (valid until the caller reuses it).
+
+    A NamedTuple, not a frozen dataclass: one is made per request, and a frozen dataclass's __init__ (an
+    object.__setattr__ per field) cost about 10 % of a 4 KiB READ (py-spy, docs/design/nbd.md Performance)."""
 
     flags: int
     command: int
     cookie: int
     offset: int
     length: int
-    data: bytes | memoryview = field(default=b"", repr=False)
+    data: bytes | memoryview = b""
+
+    def __repr__(self) -> str:  # never the payload
+        return (
+            f"Request(flags={self.flags}, command={self.command}, cookie={self.cookie}, "
+            f"offset={self.offset}, length={self.length})"
+        )
 
 
 def parse_requests(view: memoryview, max_payload: int = MAX_PAYLOAD) -> tuple[list[Request], int, int]:
@@ -536,7 +544,7 @@ class RequestParser:
         with memoryview(buf) as view:
             parsed, pos, _need = parse_requests(view, self._max)
             # Payloads become bytes of their own: the buffer is about to move.
-            out = [replace(r, data=bytes(r.data)) if r.command == CMD_WRITE else r for r in parsed]
+            out = [r._replace(data=bytes(r.data)) if r.command == CMD_WRITE else r for r in parsed]
             for r in parsed:
                 if isinstance(r.data, memoryview):
                     r.data.release()

@@ -22,7 +22,8 @@ def resolver(regions: dict[str, Any]) -> Callable[[str], Target | None]:
             found = attachments.find_export(name)
             if found is not None:
                 fingerprint = found.credential if found.transport == "tls" else None
-                return Target(found.transport, _opener(attachments, name), fingerprint)
+                generation = _generation_of(region.blockstorage)
+                return Target(found.transport, _opener(attachments, name, generation), fingerprint)
         return None
 
     return resolve
@@ -37,8 +38,14 @@ def certificate_check(regions: dict[str, Any]) -> Callable[[bytes], bool]:
     return known
 
 
-def _opener(attachments: Any, name: str) -> Callable[[], VolumeExport]:
-    return lambda: VolumeExport(attachments.session(name))
+def _opener(attachments: Any, name: str, generation: Callable[[], int]) -> Callable[[], VolumeExport]:
+    return lambda: VolumeExport(attachments.session(name), generation)
+
+
+def _generation_of(blockstorage: Any) -> Callable[[], int]:
+    """The service's generation counter (bumped by key state changes and detaches): VolumeExport batches hold a
+    lease only while it stays put (nbd.md K1)."""
+    return lambda: int(blockstorage.generation)
 
 
 def start(server: Any) -> Callable[[], None] | None:

@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import ipaddress
 import logging
+import select
 import socket
 import ssl
 import threading
@@ -208,19 +209,33 @@ def _goodbye(sock: socket.socket) -> None:
             sock.unwrap()
 
 
+_IOV_MAX: Final = 1024  # Linux's limit on the pieces of one sendmsg
+
+
 def _send(conn: socket.socket, pieces: Sequence[bytes | memoryview]) -> None:
-    """One reply: one sendmsg of header and data pieces (no concatenation); a short send sends the rest."""
+    """Send `pieces` in order: sendmsg of up to _IOV_MAX pieces at a time (no concatenation); a short send sends
+    the rest."""
     if isinstance(conn, ssl.SSLSocket):
         conn.sendall(b"".join(pieces))
         return
-    sent = conn.sendmsg(pieces)
-    for piece in pieces:
-        size = len(piece)
-        if sent >= size:
-            sent -= size
-            continue
-        conn.sendall(memoryview(piece)[sent:])
-        sent = 0
+    for first in range(0, len(pieces), _IOV_MAX):
+        batch = pieces[first : first + _IOV_MAX]
+        sent = conn.sendmsg(batch)
+        for piece in batch:
+            size = len(piece)
+            if sent >= size:
+                sent -= size
+                continue
+            conn.sendall(memoryview(piece)[sent:])
+            sent = 0
+
+
+# Replies wait in the connection's output until this many bytes are queued or the batch of requests ends: the
+# replies to one receive (64 pipelined 4 KiB READs, say) leave in one or two sendmsg calls instead of one each.
+OUTPUT_THRESHOLD: Final = 256 << 10
+ARENA_SIZE: Final = 4 << 20  # per-connection READ buffer (grows for larger READs)
+MAX_GROUP: Final = 1024  # FUA requests that may wait for one group flush
+GROUP_WAIT_MS: Final = 1  # how long a group of held FUA requests waits for more before its flush (nbd.md F1)
 
 
 # Commands whose FUA is honoured by a group flush (server._answer), and the marker of their held success.
@@ -229,24 +244,53 @@ _DONE: Final = b"(held for the group flush: never sent)"
 
 
 class _Replies:
-    """Per-connection READ buffer: the export decrypts into it (`pread_into`) and the reply is sent from it, so a
-    READ allocates nothing. It is reused for the next READ once the reply has been sent. Exports without
-    `pread_into` (test doubles) are read with `pread`."""
+    """Per-connection reply output: queued replies and the READ buffer they point into.
 
-    def __init__(self, export: Export) -> None:
+    READs are decrypted into the next free part of a reused arena (`Export.pread_into`) and their replies queued
+    (`queue`), not sent; `send` sends everything queued in one sendmsg (or a few) and frees the arena for reuse.
+    The queue is sent when it holds OUTPUT_THRESHOLD bytes, when the arena is full, before anything that may block
+    for long (a flush) and before the connection receives again: so a READ allocates nothing and a receive's
+    worth of small replies costs one system call. Exports without `pread_into` (test doubles) use `pread`."""
+
+    def __init__(self, sock: socket.socket, export: Export) -> None:
+        self._sock = sock
         self._into: Callable[[int, memoryview], None] | None = getattr(export, "pread_into", None)
         self._pread = export.pread
-        self._buf = memoryview(bytearray(0))
+        # A send may block for as long as the client does not read: return a batch's store lease first (K3).
+        self._idle: Callable[[], None] | None = getattr(export, "idle", None)
+        self._arena = memoryview(bytearray(ARENA_SIZE if self._into is not None else 0))
+        self._used = 0
+        self._pieces: list[bytes | memoryview] = []
+        self._queued = 0
 
     def read(self, offset: int, length: int) -> bytes | memoryview:
         if self._into is None:
             return self._pread(offset, length)
-        if len(self._buf) < length:
-            self._buf.release()
-            self._buf = memoryview(bytearray(max(length, 1 << 20)))
-        out = self._buf[:length]
+        if self._used + length > len(self._arena):
+            self.send()  # frees the arena
+            if length > len(self._arena):
+                self._arena.release()
+                self._arena = memoryview(bytearray(length))
+        out = self._arena[self._used : self._used + length]
+        self._used += length
         self._into(offset, out)
         return out
+
+    def queue(self, pieces: Sequence[bytes | memoryview]) -> None:
+        self._pieces.extend(pieces)
+        for piece in pieces:
+            self._queued += len(piece)
+        if self._queued >= OUTPUT_THRESHOLD:
+            self.send()
+
+    def send(self) -> None:
+        if self._pieces:
+            if self._idle is not None:
+                self._idle()
+            _send(self._sock, self._pieces)
+            self._pieces = []
+            self._queued = 0
+        self._used = 0
 
 
 class Connection:
@@ -364,40 +408,71 @@ class Connection:
                 view = memoryview(buf)
             view[: len(leftover)] = leftover
             end = len(leftover)
-        reply = _Replies(export)
-        while True:
-            requests, consumed, need = p.parse_requests(view[start:end])
-            if not self._answer(sock, export, ready, reply, requests, size, flags, meta):
-                return
-            del requests  # the payload views end here: the buffer may be refilled
-            start += consumed
-            if start == end:
-                start = end = 0
-            elif start + need > len(buf):
-                # The incomplete request does not fit behind `start`: move its head (less than `need` bytes) to
-                # the front, growing the buffer for a payload larger than RECV_BUFFER (at most MAX_PAYLOAD).
-                head = end - start
-                if need > len(buf):
-                    bigger = bytearray(need)
-                    bigger[:head] = view[start:end]
-                    view.release()
-                    buf, view = bigger, memoryview(bigger)
-                else:
-                    view[:head] = view[start:end]
-                start, end = 0, head
-            if end - start >= p.REQUEST_SIZE:
-                # A WRITE whose payload is partly here: receive exactly the rest, in place.
-                stop = start + need
-                while end < stop:
-                    n = sock.recv_into(view[end:stop])
-                    if n == 0:
-                        return
-                    end += n
-                continue
-            n = sock.recv_into(view[end:])
-            if n == 0:
-                return
-            end += n
+        reply = _Replies(sock, export)
+        held: list[int] = []  # cookies of FUA requests executed without FUA: answered after the group flush
+        plain = not isinstance(sock, ssl.SSLSocket)  # TLS may hold decrypted bytes select() cannot see
+        last_group = 0  # size of the previous group flush
+        readable = select.poll()  # poll, not select: descriptors may exceed FD_SETSIZE in a busy server
+        readable.register(sock, select.POLLIN)
+
+        def receive(into: memoryview) -> int:
+            """recv_into `into`; before the connection would wait for its client, the held FUA requests are made
+            durable (one flush for all: group commit, nbd.md F1) and every queued reply goes out."""
+            nonlocal last_group
+            if held:
+                if plain and len(held) < MAX_GROUP:
+                    # A pipelining client (its last group had several FUA requests) is likely still sending: give
+                    # it GROUP_WAIT_MS to add more to the group, far less than the two fdatasyncs a flush costs. A
+                    # client with one request in flight never waits.
+                    wait = GROUP_WAIT_MS if len(held) > 1 or last_group > 1 else 0
+                    if readable.poll(wait):
+                        return sock.recv_into(into)  # more requests join the group (0: EOF)
+                last_group = len(held)
+                self._group_flush(export, held, ready.structured, reply)
+            reply.send()
+            return sock.recv_into(into)
+
+        try:
+            while True:
+                requests, consumed, need = p.parse_requests(view[start:end])
+                if not self._answer(sock, export, ready, reply, held, requests, size, flags, meta):
+                    return
+                del requests  # the payload views end here: the buffer may be refilled
+                start += consumed
+                if start == end:
+                    start = end = 0
+                elif start + need > len(buf):
+                    # The incomplete request does not fit behind `start`: move its head (less than `need` bytes)
+                    # to the front, growing the buffer for a payload larger than RECV_BUFFER (at most MAX_PAYLOAD).
+                    head = end - start
+                    if need > len(buf):
+                        bigger = bytearray(need)
+                        bigger[:head] = view[start:end]
+                        view.release()
+                        buf, view = bigger, memoryview(bigger)
+                    else:
+                        view[:head] = view[start:end]
+                    start, end = 0, head
+                if end - start >= p.REQUEST_SIZE:
+                    # A WRITE whose payload is partly here: receive exactly the rest, in place.
+                    stop = start + need
+                    while end < stop:
+                        n = receive(view[end:stop])
+                        if n == 0:
+                            return
+                        end += n
+                    continue
+                n = receive(view[end:])
+                if n == 0:
+                    return
+                end += n
+        finally:
+            # EOF or an error: nothing more will be asked of this connection. Held FUA requests still get their
+            # flush (the client may be waiting for it); the replies may no longer reach it.
+            with contextlib.suppress(OSError):
+                if held:
+                    self._group_flush(export, held, ready.structured, reply)
+                reply.send()
 
     def _answer(
         self,
@@ -405,51 +480,56 @@ class Connection:
         export: Export,
         ready: p.Ready,
         reply: _Replies,
+        held: list[int],
         requests: list[p.Request],
         size: int,
         flags: int,
         meta: bool,
     ) -> bool:
-        """Execute and answer the `requests` of one receive; False after NBD_CMD_DISC (the connection ends).
+        """Execute and answer `requests` (the complete ones of a receive); False after NBD_CMD_DISC.
 
-        Group commit (nbd.md F1): a FUA request is executed without FUA and its reply held back; one flush before
-        the next receive (or before a FLUSH or DISC in the batch) makes all of them durable, then their replies go
-        out. Every other reply is sent at once, so held replies may come after later ones (NBD replies may arrive
-        in any order; the cookie matches them). A failed flush fails every request it was to make durable."""
+        Replies are queued in `reply` (sent before the next blocking receive or when enough is queued). Group
+        commit (nbd.md F1): a FUA request is executed without FUA and its cookie added to `held`; one flush before
+        the connection next waits for its client (or before a FLUSH or DISC) makes all of them durable, then their
+        replies go out. Held replies may thus come after later ones (NBD replies may arrive in any order; the
+        cookie matches them). A failed flush fails every request it was to make durable."""
         structured = ready.structured
-        held: list[p.Request] = []
-        for request in requests:
-            command = request.command
-            if held and command in (p.CMD_DISC, p.CMD_FLUSH):
-                self._group_flush(sock, export, held, structured)
-            if command == p.CMD_DISC:
-                _goodbye(sock)
-                return False
-            err = p.check(request, size=size, export_flags=flags, structured=structured, meta=meta)
-            if err:
-                _send(sock, [self._error(request, err, structured)])
-                continue
-            later = bool(request.flags & p.CMD_FLAG_FUA) and command in _GROUPED
-            pieces = self._execute(export, request, ready, reply, fua=not later)
-            if later and pieces[0] is _DONE:
-                held.append(request)
-            else:
-                _send(sock, pieces)
-        if held:
-            self._group_flush(sock, export, held, structured)
-        return True
+        batch: Callable[[], contextlib.AbstractContextManager[None]] | None = getattr(export, "batch", None)
+        with batch() if batch is not None else contextlib.nullcontext():  # one store lease for all of them
+            for request in requests:
+                command = request.command
+                if command in (p.CMD_DISC, p.CMD_FLUSH):
+                    if held:
+                        self._group_flush(export, held, structured, reply)
+                    reply.send()  # before the flush's wait (or the goodbye)
+                if command == p.CMD_DISC:
+                    _goodbye(sock)
+                    return False
+                err = p.check(request, size=size, export_flags=flags, structured=structured, meta=meta)
+                if err:
+                    reply.queue([self._error(request, err, structured)])
+                    continue
+                later = bool(request.flags & p.CMD_FLAG_FUA) and command in _GROUPED
+                pieces = self._execute(export, request, ready, reply, fua=not later)
+                if later and pieces[0] is _DONE:
+                    held.append(request.cookie)
+                else:
+                    reply.queue(pieces)
+            return True
 
-    def _group_flush(self, sock: socket.socket, export: Export, held: list[p.Request], structured: bool) -> None:
+    def _group_flush(self, export: Export, held: list[int], structured: bool, reply: _Replies) -> None:
+        # Held requests are WRITE, WRITE_ZEROES and TRIM: their replies are simple even with structured replies.
         try:
             export.flush()
         except Exception as exc:  # noqa: BLE001 - every failure becomes an errno; the cause stays in the log
             code = errno_of(exc)
             log.warning("NBD flush for %d FUA requests failed (%s): %s", len(held), code, exc)
-            replies = [self._error(request, code, structured) for request in held]
+            replies = [p.simple_reply(cookie, code) for cookie in held]
         else:
-            replies = [p.simple_reply(request.cookie) for request in held]
+            replies = [p.simple_reply(cookie) for cookie in held]
         held.clear()
-        _send(sock, replies)
+        reply.queue(replies)
+        reply.send()
 
     @staticmethod
     def _error(request: p.Request, err: int, structured: bool) -> bytes:

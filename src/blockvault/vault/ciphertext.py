@@ -6,6 +6,10 @@ AAD given to the keystore: DOMAIN | encode_context({"keyId", "keyVersionId"}) | 
 Both encodings are self-delimiting, so the concatenation is injective: a ciphertext cannot be opened under another
 key, another version, or other associated data. The version is named in the clear so that Decrypt needs only keyId
 (R6.17); it is bound by the AAD, so editing it fails authentication.
+
+Replicated keys (docs/design/vault-replication.md): "keyId" and "keyVersionId" are always the PRIMARY key's and
+version's OCIDs, in every region. A replica key (own OCID, D5) seals and opens with its own copy of the material
+and maps the named version to its own version, so a ciphertext made in either region opens in the other.
 """
 
 from __future__ import annotations

@@ -1,7 +1,10 @@
 """``blockvault bv ...``: the Block Volume commands, with the real ``oci bv`` names, flags and request bodies.
 
 Groups: ``volume``, ``boot-volume``, ``backup``, ``boot-volume-backup`` (create/get/list/update/delete),
-``volume-kms-key``, ``boot-volume-kms-key`` (get/update/delete).
+``volume-kms-key``, ``boot-volume-kms-key`` (get/update/delete), ``block-volume-replica``, ``boot-volume-replica``
+(get/list). Replication is turned on and off with ``--block-volume-replicas`` / ``--boot-volume-replicas`` on
+volume create/update (source region), replicas are read and activated (``--source-volume-replica-id``) in their own
+region (``--region``).
 
 Differences from ``oci bv`` (all additive):
 
@@ -37,6 +40,7 @@ from blockvault.cli.client import (
 )
 
 VOLUME_STATES = ("PROVISIONING", "RESTORING", "AVAILABLE", "TERMINATING", "TERMINATED", "FAULTY")
+REPLICA_STATES = ("PROVISIONING", "AVAILABLE", "ACTIVATING", "TERMINATING", "TERMINATED", "FAULTY")
 BACKUP_STATES = ("CREATING", "AVAILABLE", "TERMINATING", "TERMINATED", "FAULTY", "REQUEST_RECEIVED")
 SORT_BY = ("TIMECREATED", "DISPLAYNAME")
 SORT_ORDER = ("ASC", "DESC")
@@ -77,6 +81,30 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _register_boot_volume_backup(groups)
     _register_kms_key(groups, "volume-kms-key", "volume", "--volume-id", "/volumes")
     _register_kms_key(groups, "boot-volume-kms-key", "boot volume", "--boot-volume-id", "/bootVolumes")
+    _register_replica(groups, "block-volume-replica", "--block-volume-replica-id", "/blockVolumeReplicas")
+    _register_replica(groups, "boot-volume-replica", "--boot-volume-replica-id", "/bootVolumeReplicas")
+
+
+def _register_replica(
+    groups: argparse._SubParsersAction[argparse.ArgumentParser], name: str, id_flag: str, collection: str
+) -> None:
+    """``oci bv block-volume-replica get/list`` and the boot twin: replicas are read-only resources."""
+    what = name.replace("-", " ")
+    group = _sub(groups.add_parser(name, help=f"{what}s (read-only)", allow_abbrev=False), name)
+    get = _leaf(group, "get", f"get a {what}")
+    get.add_argument(id_flag, required=True, dest="replica_id")
+    get.set_defaults(handler=cmd_replica_get, replica_collection=collection)
+
+    lst = _leaf(group, "list", f"list {what}s")
+    lst.add_argument("--availability-domain")
+    lst.add_argument("-c", "--compartment-id", help="default: the tenancy")
+    lst.add_argument("--display-name")
+    lst.add_argument("--sort-by", type=str.upper, choices=SORT_BY)
+    lst.add_argument("--sort-order", type=str.upper, choices=SORT_ORDER)
+    lst.add_argument("--lifecycle-state", type=str.upper, choices=REPLICA_STATES)
+    lst.add_argument("--volume-group-replica-id")
+    add_list_options(lst)
+    lst.set_defaults(handler=cmd_replica_list, replica_collection=collection)
 
 
 def _register_volume(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -700,6 +728,25 @@ def cmd_kms_key_delete(args: argparse.Namespace, ctx: CliContext) -> int:
     url = client.bv_url(f"{args.kms_collection}/{getattr(args, args.kms_id_dest)}/kmsKey")
     client.request("DELETE", url, if_match=args.if_match)
     return 0
+
+
+def cmd_replica_get(args: argparse.Namespace, ctx: CliContext) -> int:
+    return _get(ctx, f"{args.replica_collection}/{args.replica_id}")
+
+
+def cmd_replica_list(args: argparse.Namespace, ctx: CliContext) -> int:
+    params = [
+        ("availabilityDomain", args.availability_domain),
+        ("compartmentId", args.compartment_id or ctx.client.tenancy_id),
+        ("volumeGroupReplicaId", args.volume_group_replica_id),
+        ("limit", None),
+        ("page", None),
+        ("displayName", args.display_name),
+        ("sortBy", args.sort_by),
+        ("sortOrder", args.sort_order),
+        ("lifecycleState", args.lifecycle_state),
+    ]
+    return list_and_emit(ctx, args, ctx.client.bv_url(args.replica_collection), params)
 
 
 # ------------------------------------------------------------------------------------------------ shared

@@ -74,9 +74,9 @@ def _sub(parent: argparse.ArgumentParser, title: str) -> argparse._SubParsersAct
 
 
 def _leaf(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str, *aliases: str
 ) -> argparse.ArgumentParser:
-    return sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
+    return sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False, aliases=list(aliases))
 
 
 def _tags(parser: argparse.ArgumentParser) -> None:
@@ -100,6 +100,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _register_vault(management)
     _register_key(management)
     _register_key_version(management)
+    status = _sub(
+        management.add_parser(
+            "replication-status-details", help="status of a replicated operation", allow_abbrev=False
+        ),
+        "replstatus",
+    )
+    get_status = _leaf(status, "get-replication-status", "where an operation on a replicated vault was applied")
+    get_status.add_argument("--replication-id", required=True)
+    _vault_locator(get_status)
+    get_status.set_defaults(handler=cmd_get_replication_status)
     _register_crypto(_sub(kms.add_parser("crypto", help="encrypt, decrypt, data keys", allow_abbrev=False), "crypto"))
 
 
@@ -148,6 +158,28 @@ def _register_vault(management: argparse._SubParsersAction[argparse.ArgumentPars
     cancel.add_argument("--if-match")
     add_wait_options(cancel, VAULT_STATES)
     cancel.set_defaults(handler=cmd_vault_cancel_deletion)
+
+    # Vault replication (docs/design/vault-replication.md): the real CLI's names and flags.
+    crep = _leaf(
+        vault, "create-vault-replica", "replicate a vault to another region (synchronous here)", "create-replica"
+    )
+    crep.add_argument("--vault-id", required=True)
+    crep.add_argument("--replica-region", required=True)
+    crep.add_argument("--if-match")
+    crep.set_defaults(handler=cmd_vault_create_replica)
+
+    drep = _leaf(vault, "delete-vault-replica", "stop replication: delete the vault's replica", "delete-replica")
+    drep.add_argument("--vault-id", required=True)
+    drep.add_argument("--replica-region", required=True)
+    drep.add_argument("--if-match")
+    drep.set_defaults(handler=cmd_vault_delete_replica)
+
+    lrep = _leaf(vault, "list-vault-replicas", "list a vault's replicas", "list-replicas")
+    lrep.add_argument("--vault-id", required=True)
+    lrep.add_argument("--sort-by", type=str.upper, choices=SORT_BY)
+    lrep.add_argument("--sort-order", type=str.upper, choices=SORT_ORDER)
+    add_list_options(lrep)
+    lrep.set_defaults(handler=cmd_vault_list_replicas)
 
 
 def _register_key(management: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -419,6 +451,32 @@ def cmd_vault_cancel_deletion(args: argparse.Namespace, ctx: CliContext) -> int:
     url = client.kms_url(f"/vaults/{args.vault_id}")
     resp = client.request("POST", url + "/actions/cancelDeletion", if_match=args.if_match, retry_token=True)
     return finish(ctx, args, resp, url)
+
+
+def cmd_vault_create_replica(args: argparse.Namespace, ctx: CliContext) -> int:
+    client = ctx.client
+    url = client.kms_url(f"/vaults/{args.vault_id}/actions/createReplica")
+    client.request("POST", url, body={"replicaRegion": args.replica_region}, if_match=args.if_match, retry_token=True)
+    return 0  # no body, as the real CLI
+
+
+def cmd_vault_delete_replica(args: argparse.Namespace, ctx: CliContext) -> int:
+    client = ctx.client
+    url = client.kms_url(f"/vaults/{args.vault_id}/actions/deleteReplica")
+    client.request("POST", url, body={"replicaRegion": args.replica_region}, if_match=args.if_match)
+    return 0
+
+
+def cmd_vault_list_replicas(args: argparse.Namespace, ctx: CliContext) -> int:
+    params = [("limit", None), ("page", None), ("sortBy", args.sort_by), ("sortOrder", args.sort_order)]
+    return list_and_emit(ctx, args, ctx.client.kms_url(f"/vaults/{args.vault_id}/actions/listReplicas"), params)
+
+
+def cmd_get_replication_status(args: argparse.Namespace, ctx: CliContext) -> int:
+    endpoint = vault_endpoint(ctx, args, "managementEndpoint")
+    resp = ctx.client.get(ctx.client.kms_url(f"/replicaOperations/{args.replication_id}/status", endpoint))
+    ctx.out.emit(resp.data, etag=resp.etag)
+    return 0
 
 
 # ------------------------------------------------------------------------------------------------ key handlers

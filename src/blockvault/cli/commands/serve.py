@@ -42,23 +42,42 @@ def register(sub: Any) -> None:
         default=argparse.SUPPRESS,
         help="let the admin advance the Vault clock (rehearsals, tests; env BLOCKVAULT_ALLOW_CLOCK_CONTROL)",
     )
+    serve.add_argument(
+        "--regions",
+        dest="served_regions",
+        metavar="REGION[,REGION]",
+        default=argparse.SUPPRESS,
+        help="comma-separated regions this process serves (env BLOCKVAULT_REGIONS; default: every region not "
+        "named by --peer); several processes may share one --data-dir, each serving its own regions",
+    )
+    serve.add_argument(
+        "--peer",
+        dest="peers",
+        action="append",
+        default=argparse.SUPPRESS,
+        metavar="REGION=URL",
+        help="a region served by another process of this data dir, and that process's base URL, e.g. "
+        "us-phoenix-1=http://127.0.0.1:8081 (repeatable; env BLOCKVAULT_PEERS, comma-separated)",
+    )
     serve.set_defaults(handler=cmd_serve)
 
 
 def banner(server: Any) -> str:
     settings = server.settings
     lines = ["blockvault is running.", "", "Endpoints (one per region):"]
-    for rs in settings.regions:
-        lines.append(f"  {rs.name:<14} {settings.region_url(rs.name)}")
+    peers = {name for name, _ in settings.peers}
+    for rs in settings.reachable:
+        where = "  (served by a peer process)" if rs.name in peers else ""
+        lines.append(f"  {rs.name:<14} {settings.region_url(rs.name)}{where}")
     cfg = server.bootstrap.config_file
-    first = settings.regions[0].name
+    first = settings.served[0].name
     url = settings.region_url(first)
     lines += [
         "",
         f"oci config file: {cfg}",
         f"  (profile DEFAULT, the bootstrap admin; API key {server.bootstrap.key_file})",
         f"tenancy (root compartment): {server.bootstrap.tenancy_id}",
-        f"availability domains in {first}: {', '.join(settings.regions[0].availability_domains)}",
+        f"availability domains in {first}: {', '.join(settings.served[0].availability_domains)}",
         "",
         "Try:",
         f"  oci --config-file {cfg} --endpoint {url} kms management vault create"
@@ -66,7 +85,7 @@ def banner(server: Any) -> str:
         " --wait-for-state ACTIVE",
         f"  oci --config-file {cfg} --endpoint {url} bv volume create"
         f" --compartment-id {server.bootstrap.tenancy_id}"
-        f" --availability-domain {settings.regions[0].availability_domains[0]} --size-in-gbs 50"
+        f" --availability-domain {settings.served[0].availability_domains[0]} --size-in-gbs 50"
         " --wait-for-state AVAILABLE",
         "  blockvault bv volume list        # our CLI finds this server and its credentials by itself",
         "  blockvault volume write <volume-id> --from-file disk.img",
@@ -86,7 +105,7 @@ def cmd_serve(args: argparse.Namespace, ctx: Any = None) -> int:
     from blockvault.server import Server
 
     overrides: dict[str, object] = {}
-    for name in ("data_dir", "port", "host", "allow_clock_control", "nbd_port", "nbd_host"):
+    for name in ("data_dir", "port", "host", "allow_clock_control", "nbd_port", "nbd_host", "served_regions", "peers"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value

@@ -6,6 +6,7 @@ Handles are opaque strings chosen by the Vault (one per key version, plus the pr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
 from blockvault.errors import NotFound
@@ -29,3 +30,15 @@ class Keystore(Protocol):
 
     def destroy(self, handle: str) -> None:
         """Destroy the material for good (crypto-shredding). Idempotent."""
+
+    # Vault replication (vault/keystore/transfer.py): material crosses keystores only wrapped for the receiver.
+
+    def transfer_public_key(self) -> bytes:
+        """PEM of this keystore's RSA transfer key (made on first use; its private half never leaves)."""
+
+    def export_for_transfer(self, handle: str, public_pem: bytes, context: Mapping[str, str]) -> bytes:
+        """The handle's material wrapped (transfer.wrap) for the holder of `public_pem`, bound to `context`."""
+
+    def import_from_transfer(self, handle: str, blob: bytes, context: Mapping[str, str]) -> None:
+        """Unwrap a transfer blob with this keystore's transfer key and keep it under `handle`. A handle that
+        exists already is left as it is (idempotent); DecryptionFailed for a blob not made for this keystore."""

@@ -11,15 +11,20 @@ import base64
 import os
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from blockvault.crypto import NONCE_SIZE, Aead
 from blockvault.crypto.envelope import unwrap_dek, wrap_dek
 from blockvault.errors import DecryptionFailed, InvalidArgument
+from blockvault.vault.keystore import transfer
 from blockvault.vault.keystore.base import MaterialDestroyed
 
 ROOT_KEY_SIZE = 32
+TRANSFER_KEY_BITS = 4096  # as OCI's vault wrapping keys (R6.4)
 
 
 def load_or_create_root_key(path: Path, env_value: str | None = None) -> bytes:
@@ -52,7 +57,14 @@ def load_or_create_root_key(path: Path, env_value: str | None = None) -> bytes:
 class SoftwareKeystore:
     """Thread-safe; AEAD objects are cached per handle and dropped on destroy."""
 
-    def __init__(self, path: Path, root_key: bytes, *, random: Callable[[int], bytes] = os.urandom) -> None:
+    def __init__(
+        self,
+        path: Path,
+        root_key: bytes,
+        *,
+        random: Callable[[int], bytes] = os.urandom,
+        transfer_key_bits: int = TRANSFER_KEY_BITS,
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA secure_delete=ON")  # destroyed material is overwritten, not just unlinked
@@ -62,11 +74,14 @@ class SoftwareKeystore:
             "CREATE TABLE IF NOT EXISTS material"
             " (handle TEXT PRIMARY KEY, length INTEGER NOT NULL, wrapped BLOB NOT NULL)"
         )
+        self._db.execute("CREATE TABLE IF NOT EXISTS transfer_keys (name TEXT PRIMARY KEY, wrapped BLOB NOT NULL)")
         os.chmod(path, 0o600)
         self._root = Aead(root_key)
         self._random = random
         self._lock = threading.Lock()
         self._cache: dict[str, Aead] = {}
+        self._transfer: rsa.RSAPrivateKey | None = None
+        self._transfer_bits = transfer_key_bits
 
     def _context(self, handle: str) -> dict[str, str]:
         return {"purpose": "keystore.material", "handle": handle}
@@ -114,6 +129,58 @@ class SoftwareKeystore:
         with self._lock:
             self._cache.pop(handle, None)
             self._db.execute("DELETE FROM material WHERE handle=?", (handle,))
+
+    # --- replication transfer ---------------------------------------------------------------------------------
+
+    def _transfer_key(self) -> rsa.RSAPrivateKey:
+        """The RSA transfer key, generated once and kept wrapped by the root key like all material."""
+        with self._lock:
+            if self._transfer is not None:
+                return self._transfer
+            ctx = {"purpose": "keystore.transfer-key", "name": "replication"}
+            row = self._db.execute("SELECT wrapped FROM transfer_keys WHERE name='replication'").fetchone()
+            if row is not None:
+                der = unwrap_dek(self._root, bytes(row[0]), ctx)
+                key = serialization.load_der_private_key(der, password=None)
+                if not isinstance(key, rsa.RSAPrivateKey):
+                    raise DecryptionFailed()
+            else:
+                key = rsa.generate_private_key(public_exponent=65537, key_size=self._transfer_bits)
+                der = key.private_bytes(
+                    serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+                )
+                self._db.execute(
+                    "INSERT INTO transfer_keys (name, wrapped) VALUES ('replication', ?)",
+                    (wrap_dek(self._root, der, ctx, random=self._random),),
+                )
+            self._transfer = key
+            return key
+
+    def transfer_public_key(self) -> bytes:
+        return (
+            self._transfer_key()
+            .public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
+
+    def export_for_transfer(self, handle: str, public_pem: bytes, context: Mapping[str, str]) -> bytes:
+        with self._lock:
+            row = self._db.execute("SELECT wrapped FROM material WHERE handle=?", (handle,)).fetchone()
+        if row is None:
+            raise MaterialDestroyed(handle=handle)
+        material = unwrap_dek(self._root, bytes(row[0]), self._context(handle))
+        return transfer.wrap(public_pem, material, context, random=self._random)
+
+    def import_from_transfer(self, handle: str, blob: bytes, context: Mapping[str, str]) -> None:
+        if self.exists(handle):
+            return
+        material = transfer.unwrap(self._transfer_key(), blob, context)
+        wrapped = wrap_dek(self._root, material, self._context(handle), random=self._random)
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO material (handle, length, wrapped) VALUES (?, ?, ?)",
+                (handle, len(material), wrapped),
+            )
 
     def close(self) -> None:
         with self._lock:
