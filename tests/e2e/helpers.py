@@ -491,3 +491,46 @@ def tmpfile(directory: os.PathLike[str] | str, name: str, data: bytes) -> str:
     with open(path, "wb") as fh:
         fh.write(data)
     return path
+
+
+# --------------------------------------------------------------------------------------------- two regions
+
+
+@dataclass(frozen=True)
+class KeysInTwoRegions:
+    """A fresh compartment with a vault and an AES key in ashburn (the source) and in phoenix (the destination)."""
+
+    iad: Sdk
+    phx: Sdk
+    compartment: str
+    iad_vault: Any
+    iad_key: Any
+    phx_vault: Any
+    phx_key: Any
+
+
+def keys_in_two_regions(server: Server, compartment_name: str) -> KeysInTwoRegions:
+    iad, phx = Sdk(server, "us-ashburn-1"), Sdk(server, "us-phoenix-1")
+    compartment = iad.new_compartment(compartment_name)
+    iad_vault = iad.new_vault(compartment, "iad-vault")
+    iad_key = iad.new_key(iad_vault, compartment, "iad-key")
+    phx_vault = phx.new_vault(compartment, "phx-vault")
+    phx_key = phx.new_key(phx_vault, compartment, "phx-key")
+    return KeysInTwoRegions(iad, phx, compartment, iad_vault, iad_key, phx_vault, phx_key)
+
+
+# --------------------------------------------------------------------------------------------- backup policies
+
+
+def schedule(period: str, retention: int, **extra: Any) -> dict[str, Any]:
+    """A VolumeBackupSchedule (INCREMENTAL, UTC) for `--schedules`."""
+    return {"backupType": "INCREMENTAL", "period": period, "retentionSeconds": retention, "timeZone": "UTC", **extra}
+
+
+def create_policy(
+    server: Server, compartment: str, name: str, schedules: list[dict[str, Any]], *more: str, region: str = AD_REGION
+) -> Any:
+    """`oci bv volume-backup-policy create` (with `more` flags); the new policy."""
+    args = ["-c", compartment, "--display-name", name, "--schedules", json.dumps(schedules), *more]
+    result = server.oci("bv", "volume-backup-policy", "create", *args, endpoint=server.endpoint(region))
+    return result.json["data"]

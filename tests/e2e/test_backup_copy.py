@@ -21,6 +21,7 @@ from helpers import (
     Sdk,
     expect_error,
     expect_key_unusable,
+    keys_in_two_regions,
     put,
     raw,
     seed_image,
@@ -52,12 +53,8 @@ class World:
 @pytest.fixture(scope="module")
 def world(server: Any) -> World:
     """One source: a 50 GB volume in ashburn under an ashburn key, seeded with data, and a FULL backup of it."""
-    iad, phx = Sdk(server, IAD), Sdk(server, PHX)
-    compartment = iad.new_compartment("copy")
-    iad_vault = iad.new_vault(compartment, "iad-vault")
-    iad_key = iad.new_key(iad_vault, compartment, "iad-key")
-    phx_vault = phx.new_vault(compartment, "phx-vault")
-    phx_key = phx.new_key(phx_vault, compartment, "phx-key")
+    r = keys_in_two_regions(server, "copy")
+    iad, phx, compartment, iad_key, phx_vault, phx_key = r.iad, r.phx, r.compartment, r.iad_key, r.phx_vault, r.phx_key
     volume = iad.create_volume(compartment, name="copy-src", kms_key_id=iad_key.id)
     image = seed_image(server, volume.id, "copy")
     backup = iad.backup(volume.id, "FULL", name="copy-src-backup")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import DAY, Sdk, advance_clock, e2e_conftest, server_now, wait_for
+from helpers import DAY, Sdk, advance_clock, create_policy, e2e_conftest, schedule, server_now, wait_for
 from iam_helpers import cli_error, new_user, oci_as, policy
 
 pytestmark = pytest.mark.e2e
@@ -37,26 +37,6 @@ def oci(srv: Any, *args: str, region: str = IAD) -> Any:
 def oci_fails(srv: Any, *args: str, region: str = IAD) -> dict[str, Any]:
     result = srv.oci(*args, endpoint=srv.endpoint(region), check=False)
     return cli_error(result)
-
-
-def schedule(period: str, retention: int, **extra: Any) -> dict[str, Any]:
-    return {"backupType": "INCREMENTAL", "period": period, "retentionSeconds": retention, "timeZone": "UTC", **extra}
-
-
-def create_policy(srv: Any, compartment: str, name: str, schedules: list[dict[str, Any]], *more: str) -> Any:
-    return oci(
-        srv,
-        "bv",
-        "volume-backup-policy",
-        "create",
-        "-c",
-        compartment,
-        "--display-name",
-        name,
-        "--schedules",
-        json.dumps(schedules),
-        *more,
-    )["data"]
 
 
 def assign(srv: Any, volume_id: str, policy_id: str, *more: str) -> Any:

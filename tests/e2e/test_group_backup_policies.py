@@ -14,7 +14,7 @@ from typing import Any
 
 import oci as oci_sdk
 import pytest
-from helpers import DAY, Sdk, advance_clock, e2e_conftest, server_now, wait_for
+from helpers import DAY, Sdk, advance_clock, create_policy, e2e_conftest, schedule, server_now, wait_for
 from iam_helpers import cli_error
 
 pytestmark = pytest.mark.e2e
@@ -46,25 +46,6 @@ def oci_fails(srv: Any, *args: str) -> dict[str, Any]:
 
 def data(out: Any) -> list[Any]:
     return list((out or {"data": []})["data"])
-
-
-def schedule(period: str, retention: int, **extra: Any) -> dict[str, Any]:
-    return {"backupType": "INCREMENTAL", "period": period, "retentionSeconds": retention, "timeZone": "UTC", **extra}
-
-
-def create_policy(srv: Any, compartment: str, name: str, schedules: list[dict[str, Any]]) -> Any:
-    return oci(
-        srv,
-        "bv",
-        "volume-backup-policy",
-        "create",
-        "-c",
-        compartment,
-        "--display-name",
-        name,
-        "--schedules",
-        json.dumps(schedules),
-    )["data"]
 
 
 def gold(srv: Any) -> Any:

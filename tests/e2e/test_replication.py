@@ -27,6 +27,7 @@ from helpers import (
     e2e_conftest,
     expect_error,
     expect_key_unusable,
+    keys_in_two_regions,
     payload,
     put,
     read_response,
@@ -59,13 +60,8 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(server: Any) -> World:
-    iad, phx = Sdk(server, IAD), Sdk(server, PHX)
-    compartment = iad.new_compartment("repl")
-    iad_vault = iad.new_vault(compartment, "iad-vault")
-    iad_key = iad.new_key(iad_vault, compartment, "iad-key")
-    phx_vault = phx.new_vault(compartment, "phx-vault")
-    phx_key = phx.new_key(phx_vault, compartment, "phx-key")
-    return World(server, iad, phx, compartment, iad_vault, iad_key, phx_vault, phx_key)
+    r = keys_in_two_regions(server, "repl")
+    return World(server, r.iad, r.phx, r.compartment, r.iad_vault, r.iad_key, r.phx_vault, r.phx_key)
 
 
 def _replica(world: World, replica_id: str) -> Any:

@@ -26,6 +26,7 @@ from helpers import (
     advance_clock,
     expect_error,
     expect_key_unusable,
+    keys_in_two_regions,
     payload,
     put,
     read,
@@ -56,13 +57,8 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(server: Any) -> World:
-    iad, phx = Sdk(server, IAD), Sdk(server, PHX)
-    compartment = iad.new_compartment("group-repl")
-    iad_vault = iad.new_vault(compartment, "iad-vault")
-    iad_key = iad.new_key(iad_vault, compartment, "iad-key").id
-    phx_vault = phx.new_vault(compartment, "phx-vault")
-    phx_key = phx.new_key(phx_vault, compartment, "phx-key").id
-    return World(server, iad, phx, compartment, iad_key, phx_vault, phx_key)
+    r = keys_in_two_regions(server, "group-repl")
+    return World(server, r.iad, r.phx, r.compartment, r.iad_key.id, r.phx_vault, r.phx_key.id)
 
 
 def _group_replica(world: World, replica_id: str) -> Any:

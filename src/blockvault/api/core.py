@@ -301,7 +301,7 @@ def _make_backup_ops(collection: str) -> list[Route]:
                 ctx.principal, kind, ctx.region.region.name, backup.id, body
             )
             return Reply(schemas.backup(created.backup, backup.id), headers={"opc-work-request-id": created.job_id})
-        destination = _destination_region(ctx, body["destinationRegion"])
+        destination = copy_destination(ctx, body["destinationRegion"])
         ctx.authorize(f"Create{op}Copy", compartment_id=backup.compartment_id)
         if key_id:
             Ctx(ctx.request, ctx.body, ctx.principal, ctx.app, destination).authorize_key_use(f"Copy{op}", str(key_id))
@@ -319,8 +319,9 @@ def _make_backup_ops(collection: str) -> list[Route]:
     ]
 
 
-def _destination_region(ctx: Ctx, name: Any) -> RegionServices:
-    """D11: any other region this blockvault serves; the source's own region or an unknown one is 400."""
+def copy_destination(ctx: Ctx, name: Any) -> RegionServices:
+    """D11: any other region this blockvault serves; the source's own region or an unknown one is 400 (backup and
+    volume group backup copies)."""
     if not isinstance(name, str) or not name:
         raise InvalidArgument(field="destinationRegion", reason="must be a region name such as us-phoenix-1")
     if name == ctx.region.region.name:

@@ -21,9 +21,9 @@ from typing import Any
 
 from starlette.routing import Route
 
+from blockvault.api.core import copy_destination
 from blockvault.api.framework import Ctx, Reply, operation, sort
 from blockvault.api.policies import create_with_policy
-from blockvault.api.services import RegionServices
 from blockvault.blockstorage.group_replication import GroupReplicaLink, GroupReplicaView
 from blockvault.blockstorage.groups import GroupBackupView, GroupView, VolumeGroupService, replica_entries
 from blockvault.blockstorage.service import NotImplementedYet
@@ -331,7 +331,7 @@ def _copy_group_backup(ctx: Ctx) -> Reply:
         ctx.authorize("CopyVolumeBackup", compartment_id=member.compartment_id, target_id=member.id)
     wanted = body["destinationRegion"]
     remote = ctx.app.remote_regions.get(wanted) if isinstance(wanted, str) else None
-    destination = None if remote is not None else _destination_region(ctx, wanted)
+    destination = None if remote is not None else copy_destination(ctx, wanted)
     ctx.authorize("CreateVolumeGroupBackupCopy", compartment_id=view.backup.compartment_id)
     for member in view.members:
         ctx.authorize("CreateVolumeBackupCopy", compartment_id=member.compartment_id)
@@ -352,41 +352,27 @@ def _copy_group_backup(ctx: Ctx) -> Reply:
     return Reply(volume_group_backup(copied))
 
 
-def _destination_region(ctx: Ctx, name: Any) -> RegionServices:
-    """D11: another region this process serves (the caller handles one another process serves first)."""
-    if not isinstance(name, str) or not name:
-        raise InvalidArgument(field="destinationRegion", reason="must be a region name such as us-phoenix-1")
-    if name == ctx.region.region.name:
-        raise InvalidArgument(
-            field="destinationRegion", reason=f"the backup is already in {name}; a copy goes to another region"
-        )
-    destination = ctx.app.regions.get(name)
-    if destination is None:
-        served = ", ".join(n for n in [*ctx.app.regions, *ctx.app.remote_regions] if n != ctx.region.region.name)
-        raise InvalidArgument(
-            field="destinationRegion", reason=f"{name!r} is not a region this blockvault serves (it serves {served})"
-        )
-    return destination
-
-
 def _move_group(ctx: Ctx) -> Reply:
     """ChangeVolumeGroupCompartment: VOLUME_GROUP_MOVE in the group's compartment and in the target (as R7.23)."""
     view = _group_of(ctx, "ChangeVolumeGroupCompartment")
-    body = ctx.json()
-    ctx.require(body, "compartmentId")
-    ctx.authorize("ChangeVolumeGroupCompartment", compartment_id=str(body["compartmentId"]))
-    _svc(ctx).move_group(view.group.id, body["compartmentId"])
+    _svc(ctx).move_group(view.group.id, _move_target(ctx, "ChangeVolumeGroupCompartment"))
     return Reply(None, status=204, etag=False)
 
 
 def _move_group_backup(ctx: Ctx) -> Reply:
     """ChangeVolumeGroupBackupCompartment: VOLUME_GROUP_BACKUP_MOVE in both compartments."""
     view = _group_backup_of(ctx, "ChangeVolumeGroupBackupCompartment")
+    _svc(ctx).move_group_backup(view.backup.id, _move_target(ctx, "ChangeVolumeGroupBackupCompartment"))
+    return Reply(None, status=204, etag=False)
+
+
+def _move_target(ctx: Ctx, operation_name: str) -> Any:
+    """The body's compartmentId, once the caller may move the resource into it (the source was checked by
+    ``_group_of``/``_group_backup_of``)."""
     body = ctx.json()
     ctx.require(body, "compartmentId")
-    ctx.authorize("ChangeVolumeGroupBackupCompartment", compartment_id=str(body["compartmentId"]))
-    _svc(ctx).move_group_backup(view.backup.id, body["compartmentId"])
-    return Reply(None, status=204, etag=False)
+    ctx.authorize(operation_name, compartment_id=str(body["compartmentId"]))
+    return body["compartmentId"]
 
 
 # --- volume group replicas (read-only, on the destination's endpoint) -------------------------------------------

@@ -152,21 +152,23 @@ def _replica_region(ctx: Ctx) -> str:
 
 def create_vault_replica(ctx: Ctx) -> Reply:
     """R6.30: synchronous here; the replica is CREATED when the call returns (no work request)."""
-    svc = ctx.region.vault
-    vault = svc.get_vault(str(ctx.path["vault_id"]))
-    ctx.authorize("CreateVaultReplica", compartment_id=vault.compartment_id, target_id=vault.id)
-    ctx.check_if_match(_vault_json(ctx, vault), "vault", vault.id)
-    svc.create_vault_replica(vault.id, _replica_region(ctx))
+    vault_id = _vault_to_change(ctx, "CreateVaultReplica")
+    ctx.region.vault.create_vault_replica(vault_id, _replica_region(ctx))
     return Reply(None, status=202, etag=False)
 
 
 def delete_vault_replica(ctx: Ctx) -> Reply:
-    svc = ctx.region.vault
-    vault = svc.get_vault(str(ctx.path["vault_id"]))
-    ctx.authorize("DeleteVaultReplica", compartment_id=vault.compartment_id, target_id=vault.id)
-    ctx.check_if_match(_vault_json(ctx, vault), "vault", vault.id)
-    svc.delete_vault_replica(vault.id, _replica_region(ctx))
+    vault_id = _vault_to_change(ctx, "DeleteVaultReplica")
+    ctx.region.vault.delete_vault_replica(vault_id, _replica_region(ctx))
     return Reply(None, status=202, etag=False)
+
+
+def _vault_to_change(ctx: Ctx, operation_name: str) -> str:
+    """The path's vault, once the caller may run `operation_name` on it and its If-Match (if any) holds."""
+    vault = ctx.region.vault.get_vault(str(ctx.path["vault_id"]))
+    ctx.authorize(operation_name, compartment_id=vault.compartment_id, target_id=vault.id)
+    ctx.check_if_match(_vault_json(ctx, vault), "vault", vault.id)
+    return vault.id
 
 
 def list_vault_replicas(ctx: Ctx) -> Reply:

@@ -37,7 +37,16 @@ from sqlalchemy import Engine, delete
 
 from blockvault import ids
 from blockvault.blockstorage import jobs as jobmod
-from blockvault.blockstorage.model import AVAILABLE, FAULTY, PROVISIONING, TERMINATED, TERMINATING, Job, Volume
+from blockvault.blockstorage.model import (
+    ACTIVATING,
+    AVAILABLE,
+    FAULTY,
+    PROVISIONING,
+    TERMINATED,
+    TERMINATING,
+    Job,
+    Volume,
+)
 from blockvault.blockstorage.regions import (
     GroupMemberSpec,
     GroupReplicaInfo,
@@ -69,7 +78,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ACTIVATING = "ACTIVATING"
 KIND = "volume group replica"
 OCID_TYPE = "volumegroupreplica"
 FIELD = "volumeGroupReplicas"

@@ -467,13 +467,18 @@ class VolumeGroupService:
             )
         return self.get_group(group_id)
 
+    def _move_target(self, kind: str, ident: str, state: str, compartment_id: Any) -> str:
+        """The checked target compartment of a ChangeCompartment; a resource on its way out stays where it is."""
+        if state in (TERMINATING, TERMINATED):
+            raise Conflict(kind=kind, ident=ident, reason=f"it is {state}")
+        target = _compartment(compartment_id)
+        self.bs.group_compartment(target)
+        return target
+
     def move_group(self, group_id: str, compartment_id: Any) -> GroupView:
         """ChangeVolumeGroupCompartment: the group moves; its volumes stay where they are (each has its own)."""
         view = self.get_group(group_id)
-        if view.state in (TERMINATING, TERMINATED):
-            raise Conflict(kind="volume group", ident=group_id, reason=f"it is {view.state}")
-        target = _compartment(compartment_id)
-        self.bs.group_compartment(target)
+        target = self._move_target("volume group", group_id, view.state, compartment_id)
         self.groups.save(replace(view.group, compartment_id=target), expect={"state": view.group.state})
         return self.get_group(group_id)
 
@@ -625,10 +630,7 @@ class VolumeGroupService:
     def move_group_backup(self, backup_id: str, compartment_id: Any) -> GroupBackupView:
         """ChangeVolumeGroupBackupCompartment: the group backup moves; its member backups stay in their volumes'."""
         view = self.get_group_backup(backup_id)
-        if view.state in (TERMINATING, TERMINATED):
-            raise Conflict(kind="volume group backup", ident=backup_id, reason=f"it is {view.state}")
-        target = _compartment(compartment_id)
-        self.bs.group_compartment(target)
+        target = self._move_target("volume group backup", backup_id, view.state, compartment_id)
         self.group_backups.save(replace(view.backup, compartment_id=target), expect={"state": view.backup.state})
         return self.get_group_backup(backup_id)
 

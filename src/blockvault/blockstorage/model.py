@@ -20,6 +20,7 @@ PROVISIONING, RESTORING, AVAILABLE, TERMINATING, TERMINATED, FAULTY = (
     "FAULTY",
 )
 REQUEST_RECEIVED, CREATING = "REQUEST_RECEIVED", "CREATING"
+ACTIVATING = "ACTIVATING"  # a block, boot or group replica while a volume (group) is made from it
 
 KINDS = ("volume", "bootvolume")
 

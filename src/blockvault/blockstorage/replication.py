@@ -36,7 +36,17 @@ from sqlalchemy import Engine, delete, select
 
 from blockvault import ids
 from blockvault.blockstorage import jobs as jobmod
-from blockvault.blockstorage.model import AVAILABLE, FAULTY, GIB, PROVISIONING, TERMINATED, TERMINATING, Job, Volume
+from blockvault.blockstorage.model import (
+    ACTIVATING,
+    AVAILABLE,
+    FAULTY,
+    GIB,
+    PROVISIONING,
+    TERMINATED,
+    TERMINATING,
+    Job,
+    Volume,
+)
 from blockvault.blockstorage.regions import (
     InProcessRegionClient,
     RegionClient,
@@ -67,7 +77,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ACTIVATING = "ACTIVATING"
 DEFAULT_INTERVAL_SECONDS = 60.0  # sync cadence: RPO <= interval + one sync's duration (replication.md, RPO)
 # Units per read_replica_units call: 64 x 64 KiB = 4 MiB of plaintext in flight, one HTTP request's worth later.
 BATCH_UNITS = 64

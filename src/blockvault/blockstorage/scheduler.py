@@ -39,6 +39,7 @@ from blockvault import ids
 from blockvault.blockstorage import policies as pol
 from blockvault.blockstorage.groups import VolumeGroup, VolumeGroupService
 from blockvault.blockstorage.model import AVAILABLE, FAULTY, TERMINATED, TERMINATING, Volume
+from blockvault.blockstorage.regions import RegionClient
 from blockvault.blockstorage.service import BlockStorageService, NotImplementedYet
 from blockvault.clock import Clock
 from blockvault.db import tables
@@ -471,17 +472,8 @@ class BackupPolicyService:
             self._start_group_copy(row, regions)
             return
         backup = self.blockstorage.backups.get(row.backup_id)
-        if backup is None or backup.state in (TERMINATING, TERMINATED, FAULTY):
-            self._set_intent(row.id, state=FAILED, error="the scheduled backup did not complete")
-            return
-        if backup.state != AVAILABLE:
-            return
-        if not row.destination_region:
-            self._set_intent(row.id, state=DONE)
-            return
-        destination = self.blockstorage.peers.get(row.destination_region)
-        if destination is None:
-            self._set_intent(row.id, state=FAILED, error=f"{row.destination_region} is not served")
+        destination = self._copy_destination(row, backup.state if backup is not None else None, "backup")
+        if destination is None or backup is None:
             return
         details = {"displayName": row.display_name, "kmsKeyId": row.xrc_kms_key_id}
         copy = destination.create_scheduled_copy(backup.kind, self.region, backup.id, details)
@@ -492,21 +484,28 @@ class BackupPolicyService:
         groups = self._groups()
         found = groups.group_backups.get(row.backup_id)
         view = groups.backup_view(found) if found is not None else None
-        if view is None or view.state in (TERMINATING, TERMINATED, FAULTY):
-            self._set_intent(row.id, state=FAILED, error="the scheduled volume group backup did not complete")
-            return
-        if view.state != AVAILABLE:
-            return
-        if not row.destination_region:
-            self._set_intent(row.id, state=DONE)
-            return
-        destination = self.blockstorage.peers.get(row.destination_region)
-        if destination is None:
-            self._set_intent(row.id, state=FAILED, error=f"{row.destination_region} is not served")
+        destination = self._copy_destination(row, view.state if view is not None else None, "volume group backup")
+        if destination is None or view is None:
             return
         details = {"displayName": row.display_name, "kmsKeyId": row.xrc_kms_key_id}
         copy = destination.create_scheduled_group_copy(self.region, view, details)
         self._set_intent(row.id, state=COPYING, copy_id=copy.backup.id)
+
+    def _copy_destination(self, row: Any, state: str | None, what: str) -> RegionClient | None:
+        """The region a finished scheduled backup (in ``state``; None: gone) copies to. None when there is nothing
+        to start: still in progress, failed, or no copy wanted (the intent is settled then)."""
+        if state is None or state in (TERMINATING, TERMINATED, FAULTY):
+            self._set_intent(row.id, state=FAILED, error=f"the scheduled {what} did not complete")
+            return None
+        if state != AVAILABLE:
+            return None
+        if not row.destination_region:
+            self._set_intent(row.id, state=DONE)
+            return None
+        destination = self.blockstorage.peers.get(row.destination_region)
+        if destination is None:
+            self._set_intent(row.id, state=FAILED, error=f"{row.destination_region} is not served")
+        return destination
 
     def _finish_copy(self, row: Any, regions: dict[str, BackupPolicyService]) -> None:
         """R3.30: the copy keeps the source's retention (a group copy: its members too). Set in the destination once

@@ -596,12 +596,16 @@ class VaultService:
         if repl is None:
             return
         replica, rid = repl
+        self._insert_replicated(rid, vault_id, replica.region, conn)
+
+    def _insert_replicated(self, replication_id: str, vault_id: str, region: str, conn: Any) -> None:
+        """One GetReplicationStatus row: operation `replication_id` was applied to the vault in `region`."""
         self.replication_ops.insert(
             ReplicationOp(
                 id=base64.b32encode(self._random(15)).decode().lower(),
-                replication_id=rid,
+                replication_id=replication_id,
                 vault_id=vault_id,
-                region=replica.region,
+                region=region,
                 status=REPLICATED,
                 time_created=self._clock.now(),
             ),
@@ -754,17 +758,7 @@ class VaultService:
         )
         if seen:
             return  # one operation may touch the vault and several keys: one status per region
-        self.replication_ops.insert(
-            ReplicationOp(
-                id=base64.b32encode(self._random(15)).decode().lower(),
-                replication_id=replication_id,
-                vault_id=vault_id,
-                region=self.region,
-                status=REPLICATED,
-                time_created=self._clock.now(),
-            ),
-            conn,
-        )
+        self._insert_replicated(replication_id, vault_id, self.region, conn)
 
     def replica_sync_key(self, source_vault_id: str, snap: KeySnapshot) -> None:
         """Converge the replica key to the snapshot (D5): own OCIDs here, the source's material and versions."""

@@ -25,7 +25,6 @@ import argparse
 from typing import Any
 
 from blockvault.cli.client import (
-    ApiResponse,
     CliContext,
     UsageError,
     add_force_option,
@@ -33,32 +32,25 @@ from blockvault.cli.client import (
     add_wait_options,
     bool_arg,
     compact,
-    finish,
     json_arg,
     list_and_emit,
     ocid_or_empty_arg,
+)
+from blockvault.cli.commands._common import (
+    add_sort_options,
+    add_tag_options,
+    bv_create,
+    bv_delete,
+    bv_get,
+    bv_update,
+    leaf,
+    name_and_tags,
+    subcommands,
 )
 
 VOLUME_STATES = ("PROVISIONING", "RESTORING", "AVAILABLE", "TERMINATING", "TERMINATED", "FAULTY")
 REPLICA_STATES = ("PROVISIONING", "AVAILABLE", "ACTIVATING", "TERMINATING", "TERMINATED", "FAULTY")
 BACKUP_STATES = ("CREATING", "AVAILABLE", "TERMINATING", "TERMINATED", "FAULTY", "REQUEST_RECEIVED")
-SORT_BY = ("TIMECREATED", "DISPLAYNAME")
-SORT_ORDER = ("ASC", "DESC")
-
-
-def _sub(parent: argparse.ArgumentParser, title: str) -> argparse._SubParsersAction[argparse.ArgumentParser]:
-    return parent.add_subparsers(title=title, dest=f"_{title}", required=True, metavar="COMMAND")
-
-
-def _leaf(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str
-) -> argparse.ArgumentParser:
-    return sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
-
-
-def _tags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--freeform-tags", type=json_arg, help='JSON, e.g. {"Department": "Finance"}')
-    parser.add_argument("--defined-tags", type=json_arg, help='JSON, e.g. {"Operations": {"CostCenter": "42"}}')
 
 
 def _kms_key(parser: argparse.ArgumentParser, help_text: str) -> None:
@@ -70,10 +62,10 @@ def _kms_key(parser: argparse.ArgumentParser, help_text: str) -> None:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bv = sub.add_parser("bv", help="Block Volume service (oci bv)", allow_abbrev=False)
-    groups = _sub(bv, "bv")
+    groups = subcommands(bv, "bv")
 
     # The doc page's `oci bv create ...` (not a real CLI command): same parser as `bv volume create`.
-    _volume_create_parser(_leaf(groups, "create", "alias of `bv volume create` (the spelling on OCI's keys page)"))
+    _volume_create_parser(leaf(groups, "create", "alias of `bv volume create` (the spelling on OCI's keys page)"))
 
     _register_volume(groups)
     _register_boot_volume(groups)
@@ -90,17 +82,16 @@ def _register_replica(
 ) -> None:
     """``oci bv block-volume-replica get/list`` and the boot twin: replicas are read-only resources."""
     what = name.replace("-", " ")
-    group = _sub(groups.add_parser(name, help=f"{what}s (read-only)", allow_abbrev=False), name)
-    get = _leaf(group, "get", f"get a {what}")
+    group = subcommands(groups.add_parser(name, help=f"{what}s (read-only)", allow_abbrev=False), name)
+    get = leaf(group, "get", f"get a {what}")
     get.add_argument(id_flag, required=True, dest="replica_id")
     get.set_defaults(handler=cmd_replica_get, replica_collection=collection)
 
-    lst = _leaf(group, "list", f"list {what}s")
+    lst = leaf(group, "list", f"list {what}s")
     lst.add_argument("--availability-domain")
     lst.add_argument("-c", "--compartment-id", help="default: the tenancy")
     lst.add_argument("--display-name")
-    lst.add_argument("--sort-by", type=str.upper, choices=SORT_BY)
-    lst.add_argument("--sort-order", type=str.upper, choices=SORT_ORDER)
+    add_sort_options(lst)
     lst.add_argument("--lifecycle-state", type=str.upper, choices=REPLICA_STATES)
     lst.add_argument("--volume-group-replica-id")
     add_list_options(lst)
@@ -108,26 +99,25 @@ def _register_replica(
 
 
 def _register_volume(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    volume = _sub(groups.add_parser("volume", help="block volumes", allow_abbrev=False), "volume")
-    _volume_create_parser(_leaf(volume, "create", "create a block volume (empty, clone, restore or from a replica)"))
+    volume = subcommands(groups.add_parser("volume", help="block volumes", allow_abbrev=False), "volume")
+    _volume_create_parser(leaf(volume, "create", "create a block volume (empty, clone, restore or from a replica)"))
 
-    get = _leaf(volume, "get", "get a block volume")
+    get = leaf(volume, "get", "get a block volume")
     get.add_argument("--volume-id", required=True)
     get.set_defaults(handler=cmd_volume_get)
 
-    lst = _leaf(volume, "list", "list block volumes")
+    lst = leaf(volume, "list", "list block volumes")
     lst.add_argument("-c", "--compartment-id", help="default: the tenancy")
     lst.add_argument("--availability-domain")
     lst.add_argument("--display-name")
-    lst.add_argument("--sort-by", type=str.upper, choices=SORT_BY)
-    lst.add_argument("--sort-order", type=str.upper, choices=SORT_ORDER)
+    add_sort_options(lst)
     lst.add_argument("--volume-group-id")
     lst.add_argument("--cluster-placement-group-id")
     lst.add_argument("--lifecycle-state", type=str.upper, choices=VOLUME_STATES)
     add_list_options(lst)
     lst.set_defaults(handler=cmd_volume_list)
 
-    upd = _leaf(volume, "update", "update a block volume")
+    upd = leaf(volume, "update", "update a block volume")
     upd.add_argument("--volume-id", required=True)
     upd.add_argument("--display-name")
     upd.add_argument("--vpus-per-gb", type=int)
@@ -136,13 +126,13 @@ def _register_volume(groups: argparse._SubParsersAction[argparse.ArgumentParser]
     upd.add_argument("--block-volume-replicas", type=json_arg, help="JSON list; '[]' disables replication")
     upd.add_argument("--autotune-policies", type=json_arg)
     upd.add_argument("--is-reservations-enabled", type=bool_arg)
-    _tags(upd)
+    add_tag_options(upd)
     upd.add_argument("--if-match")
     add_force_option(upd)
     add_wait_options(upd, VOLUME_STATES)
     upd.set_defaults(handler=cmd_volume_update)
 
-    dele = _leaf(volume, "delete", "delete a block volume")
+    dele = leaf(volume, "delete", "delete a block volume")
     dele.add_argument("--volume-id", required=True)
     dele.add_argument("--if-match")
     add_force_option(dele)
@@ -164,7 +154,7 @@ def _volume_create_parser(create: argparse.ArgumentParser) -> None:
     create.add_argument("--autotune-policies", type=json_arg)
     create.add_argument("--xrc-kms-key-id")
     create.add_argument("--is-reservations-enabled", type=bool_arg)
-    _tags(create)
+    add_tag_options(create)
     create.add_argument("--volume-backup-id", help="restore from this volume backup")
     create.add_argument("--source-volume-id", help="clone this volume")
     create.add_argument("--source-volume-replica-id", help="activate this block volume replica")
@@ -173,9 +163,9 @@ def _volume_create_parser(create: argparse.ArgumentParser) -> None:
 
 
 def _register_boot_volume(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    boot = _sub(groups.add_parser("boot-volume", help="boot volumes", allow_abbrev=False), "boot-volume")
+    boot = subcommands(groups.add_parser("boot-volume", help="boot volumes", allow_abbrev=False), "boot-volume")
 
-    create = _leaf(boot, "create", "create a boot volume from a boot volume, backup or replica")
+    create = leaf(boot, "create", "create a boot volume from a boot volume, backup or replica")
     create.add_argument("-c", "--compartment-id", help="default: the source's compartment")
     create.add_argument("--availability-domain", help="default: the region's first AD (restore from backup)")
     create.add_argument("--display-name")
@@ -188,7 +178,7 @@ def _register_boot_volume(groups: argparse._SubParsersAction[argparse.ArgumentPa
     create.add_argument("--boot-volume-replicas", type=json_arg)
     create.add_argument("--autotune-policies", type=json_arg)
     create.add_argument("--xrc-kms-key-id")
-    _tags(create)
+    add_tag_options(create)
     create.add_argument("--source-boot-volume-id")
     create.add_argument("--boot-volume-backup-id")
     create.add_argument("--source-volume-replica-id", help="a boot volume replica")
@@ -196,18 +186,18 @@ def _register_boot_volume(groups: argparse._SubParsersAction[argparse.ArgumentPa
     add_wait_options(create, VOLUME_STATES)
     create.set_defaults(handler=cmd_boot_volume_create)
 
-    get = _leaf(boot, "get", "get a boot volume")
+    get = leaf(boot, "get", "get a boot volume")
     get.add_argument("--boot-volume-id", required=True)
     get.set_defaults(handler=cmd_boot_volume_get)
 
-    lst = _leaf(boot, "list", "list boot volumes")
+    lst = leaf(boot, "list", "list boot volumes")
     lst.add_argument("-c", "--compartment-id", help="default: the tenancy")
     lst.add_argument("--availability-domain")
     lst.add_argument("--volume-group-id")
     add_list_options(lst)
     lst.set_defaults(handler=cmd_boot_volume_list)
 
-    upd = _leaf(boot, "update", "update a boot volume")
+    upd = leaf(boot, "update", "update a boot volume")
     upd.add_argument("--boot-volume-id", required=True)
     upd.add_argument("--display-name")
     upd.add_argument("--size-in-gbs", type=int)
@@ -215,13 +205,13 @@ def _register_boot_volume(groups: argparse._SubParsersAction[argparse.ArgumentPa
     upd.add_argument("--is-auto-tune-enabled", type=bool_arg)
     upd.add_argument("--boot-volume-replicas", type=json_arg)
     upd.add_argument("--autotune-policies", type=json_arg)
-    _tags(upd)
+    add_tag_options(upd)
     upd.add_argument("--if-match")
     add_force_option(upd)
     add_wait_options(upd, VOLUME_STATES)
     upd.set_defaults(handler=cmd_boot_volume_update)
 
-    dele = _leaf(boot, "delete", "delete a boot volume")
+    dele = leaf(boot, "delete", "delete a boot volume")
     dele.add_argument("--boot-volume-id", required=True)
     dele.add_argument("--if-match")
     add_force_option(dele)
@@ -230,43 +220,42 @@ def _register_boot_volume(groups: argparse._SubParsersAction[argparse.ArgumentPa
 
 
 def _register_backup(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    backup = _sub(groups.add_parser("backup", help="volume backups", allow_abbrev=False), "backup")
+    backup = subcommands(groups.add_parser("backup", help="volume backups", allow_abbrev=False), "backup")
 
-    create = _leaf(backup, "create", "back up a block volume")
+    create = leaf(backup, "create", "back up a block volume")
     create.add_argument("--volume-id", required=True)
     _kms_key(create, "the Vault key that protects the backup")
     create.add_argument("--display-name")
     create.add_argument("--type", type=str.upper, choices=("FULL", "INCREMENTAL"))
-    _tags(create)
+    add_tag_options(create)
     add_wait_options(create, BACKUP_STATES)
     create.set_defaults(handler=cmd_backup_create)
 
-    get = _leaf(backup, "get", "get a volume backup")
+    get = leaf(backup, "get", "get a volume backup")
     _backup_id(get)
     get.set_defaults(handler=cmd_backup_get)
 
-    lst = _leaf(backup, "list", "list volume backups")
+    lst = leaf(backup, "list", "list volume backups")
     lst.add_argument("-c", "--compartment-id", help="default: the tenancy")
     lst.add_argument("--volume-id")
     lst.add_argument("--display-name")
     lst.add_argument("--source-volume-backup-id")
-    lst.add_argument("--sort-by", type=str.upper, choices=SORT_BY)
-    lst.add_argument("--sort-order", type=str.upper, choices=SORT_ORDER)
+    add_sort_options(lst)
     lst.add_argument("--lifecycle-state", type=str.upper, choices=BACKUP_STATES)
     add_list_options(lst)
     lst.set_defaults(handler=cmd_backup_list)
 
-    upd = _leaf(backup, "update", "update a volume backup (--kms-key-id '' returns it to the provider key)")
+    upd = leaf(backup, "update", "update a volume backup (--kms-key-id '' returns it to the provider key)")
     _backup_id(upd)
     upd.add_argument("--display-name")
     _kms_key(upd, "the new Vault key; '' switches back to provider-managed encryption")
-    _tags(upd)
+    add_tag_options(upd)
     upd.add_argument("--if-match")
     add_force_option(upd)
     add_wait_options(upd, BACKUP_STATES)
     upd.set_defaults(handler=cmd_backup_update)
 
-    dele = _leaf(backup, "delete", "delete a volume backup")
+    dele = leaf(backup, "delete", "delete a volume backup")
     _backup_id(dele)
     dele.add_argument("--if-match")
     add_force_option(dele)
@@ -280,45 +269,44 @@ def _backup_id(parser: argparse.ArgumentParser) -> None:
 
 
 def _register_boot_volume_backup(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    backup = _sub(
+    backup = subcommands(
         groups.add_parser("boot-volume-backup", help="boot volume backups", allow_abbrev=False), "boot-volume-backup"
     )
 
-    create = _leaf(backup, "create", "back up a boot volume")
+    create = leaf(backup, "create", "back up a boot volume")
     create.add_argument("--boot-volume-id", required=True)
     create.add_argument("--display-name")
     create.add_argument("--type", type=str.upper, choices=("FULL", "INCREMENTAL"))
     _kms_key(create, "the Vault key that protects the backup")
-    _tags(create)
+    add_tag_options(create)
     add_wait_options(create, BACKUP_STATES)
     create.set_defaults(handler=cmd_boot_backup_create)
 
-    get = _leaf(backup, "get", "get a boot volume backup")
+    get = leaf(backup, "get", "get a boot volume backup")
     get.add_argument("--boot-volume-backup-id", required=True)
     get.set_defaults(handler=cmd_boot_backup_get)
 
-    lst = _leaf(backup, "list", "list boot volume backups")
+    lst = leaf(backup, "list", "list boot volume backups")
     lst.add_argument("-c", "--compartment-id", help="default: the tenancy")
     lst.add_argument("--boot-volume-id")
     lst.add_argument("--display-name")
     lst.add_argument("--source-boot-volume-backup-id")
-    lst.add_argument("--sort-by", type=str.upper, choices=SORT_BY)
-    lst.add_argument("--sort-order", type=str.upper, choices=SORT_ORDER)
+    add_sort_options(lst)
     lst.add_argument("--lifecycle-state", type=str.upper, choices=BACKUP_STATES)
     add_list_options(lst)
     lst.set_defaults(handler=cmd_boot_backup_list)
 
-    upd = _leaf(backup, "update", "update a boot volume backup")
+    upd = leaf(backup, "update", "update a boot volume backup")
     upd.add_argument("--boot-volume-backup-id", required=True)
     upd.add_argument("--display-name")
     _kms_key(upd, "the new Vault key; '' switches back to provider-managed encryption")
-    _tags(upd)
+    add_tag_options(upd)
     upd.add_argument("--if-match")
     add_force_option(upd)
     add_wait_options(upd, BACKUP_STATES)
     upd.set_defaults(handler=cmd_boot_backup_update)
 
-    dele = _leaf(backup, "delete", "delete a boot volume backup")
+    dele = leaf(backup, "delete", "delete a boot volume backup")
     dele.add_argument("--boot-volume-backup-id", required=True)
     dele.add_argument("--if-match")
     add_force_option(dele)
@@ -333,21 +321,21 @@ def _register_kms_key(
     id_flag: str,
     collection: str,
 ) -> None:
-    grp = _sub(groups.add_parser(name, help=f"the Vault key of a {what}", allow_abbrev=False), name)
+    grp = subcommands(groups.add_parser(name, help=f"the Vault key of a {what}", allow_abbrev=False), name)
     dest = id_flag.lstrip("-").replace("-", "_")
 
-    get = _leaf(grp, "get", f"show the Vault key of a {what}")
+    get = leaf(grp, "get", f"show the Vault key of a {what}")
     get.add_argument(id_flag, dest=dest, required=True)
     get.add_argument("--if-match")
     get.set_defaults(handler=cmd_kms_key_get, kms_collection=collection, kms_id_dest=dest)
 
-    upd = _leaf(grp, "update", f"assign or rotate the Vault key of a {what}")
+    upd = leaf(grp, "update", f"assign or rotate the Vault key of a {what}")
     upd.add_argument(id_flag, dest=dest, required=True)
     _kms_key(upd, "the new Vault key")
     upd.add_argument("--if-match")
     upd.set_defaults(handler=cmd_kms_key_update, kms_collection=collection, kms_id_dest=dest)
 
-    dele = _leaf(grp, "delete", f"return a {what} to provider-managed encryption")
+    dele = leaf(grp, "delete", f"return a {what} to provider-managed encryption")
     dele.add_argument(id_flag, dest=dest, required=True)
     dele.add_argument("--if-match")
     add_force_option(dele)
@@ -371,9 +359,7 @@ def create_volume_body(
             ("compartmentId", compartment_id),
             ("availabilityDomain", availability_domain),
             ("backupPolicyId", args.backup_policy_id),
-            ("definedTags", args.defined_tags),
-            ("displayName", args.display_name),
-            ("freeformTags", args.freeform_tags),
+            *name_and_tags(args),
             ("kmsKeyId", args.kms_key_id),
             ("vpusPerGB", args.vpus_per_gb),
             ("clusterPlacementGroupId", args.cluster_placement_group_id),
@@ -417,9 +403,7 @@ def volume_source(args: argparse.Namespace) -> tuple[str, str, str] | None:
 def update_volume_body(args: argparse.Namespace) -> dict[str, Any]:
     return compact(
         [
-            ("definedTags", args.defined_tags),
-            ("displayName", args.display_name),
-            ("freeformTags", args.freeform_tags),
+            *name_and_tags(args),
             ("vpusPerGB", args.vpus_per_gb),
             ("sizeInGBs", args.size_in_gbs),
             ("isAutoTuneEnabled", args.is_auto_tune_enabled),
@@ -442,9 +426,7 @@ def create_boot_volume_body(
             ("availabilityDomain", availability_domain),
             ("backupPolicyId", args.backup_policy_id),
             ("compartmentId", compartment_id),
-            ("definedTags", args.defined_tags),
-            ("displayName", args.display_name),
-            ("freeformTags", args.freeform_tags),
+            *name_and_tags(args),
             ("kmsKeyId", args.kms_key_id),
             ("sizeInGBs", args.size_in_gbs),
             ("clusterPlacementGroupId", args.cluster_placement_group_id),
@@ -461,9 +443,7 @@ def create_boot_volume_body(
 def update_boot_volume_body(args: argparse.Namespace) -> dict[str, Any]:
     return compact(
         [
-            ("definedTags", args.defined_tags),
-            ("displayName", args.display_name),
-            ("freeformTags", args.freeform_tags),
+            *name_and_tags(args),
             ("sizeInGBs", args.size_in_gbs),
             ("vpusPerGB", args.vpus_per_gb),
             ("isAutoTuneEnabled", args.is_auto_tune_enabled),
@@ -477,9 +457,7 @@ def create_backup_body(args: argparse.Namespace) -> dict[str, Any]:
     return compact(
         [
             ("volumeId", args.volume_id),
-            ("definedTags", args.defined_tags),
-            ("displayName", args.display_name),
-            ("freeformTags", args.freeform_tags),
+            *name_and_tags(args),
             ("kmsKeyId", args.kms_key_id),
             ("type", args.type),
         ]
@@ -490,9 +468,7 @@ def create_boot_backup_body(args: argparse.Namespace) -> dict[str, Any]:
     return compact(
         [
             ("bootVolumeId", args.boot_volume_id),
-            ("definedTags", args.defined_tags),
-            ("displayName", args.display_name),
-            ("freeformTags", args.freeform_tags),
+            *name_and_tags(args),
             ("type", args.type),
             ("kmsKeyId", args.kms_key_id),
         ]
@@ -503,9 +479,7 @@ def update_backup_body(args: argparse.Namespace) -> dict[str, Any]:
     """UpdateVolumeBackupDetails / UpdateBootVolumeBackupDetails; ``kmsKeyId: ""`` goes out verbatim."""
     return compact(
         [
-            ("definedTags", args.defined_tags),
-            ("displayName", args.display_name),
-            ("freeformTags", args.freeform_tags),
+            *name_and_tags(args),
             ("kmsKeyId", args.kms_key_id),
         ]
     )
@@ -539,12 +513,11 @@ def cmd_volume_create(args: argparse.Namespace, ctx: CliContext) -> int:
     if not ad and (source is None or source[0] == "volumeBackup"):
         ad = client.first_availability_domain()
     body = create_volume_body(args, compartment_id=compartment, availability_domain=ad, source_details=source_details)
-    resp = client.request("POST", client.bv_url("/volumes"), body=body, retry_token=True)
-    return finish(ctx, args, resp, _item_url(ctx, "/volumes", resp))
+    return bv_create(ctx, args, "/volumes", body)
 
 
 def cmd_volume_get(args: argparse.Namespace, ctx: CliContext) -> int:
-    return _get(ctx, f"/volumes/{args.volume_id}")
+    return bv_get(ctx, f"/volumes/{args.volume_id}")
 
 
 def cmd_volume_list(args: argparse.Namespace, ctx: CliContext) -> int:
@@ -564,11 +537,11 @@ def cmd_volume_list(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 def cmd_volume_update(args: argparse.Namespace, ctx: CliContext) -> int:
-    return _update(ctx, args, f"/volumes/{args.volume_id}", update_volume_body(args))
+    return bv_update(ctx, args, f"/volumes/{args.volume_id}", update_volume_body(args))
 
 
 def cmd_volume_delete(args: argparse.Namespace, ctx: CliContext) -> int:
-    return _delete(ctx, args, f"/volumes/{args.volume_id}")
+    return bv_delete(ctx, args, f"/volumes/{args.volume_id}")
 
 
 def cmd_boot_volume_create(args: argparse.Namespace, ctx: CliContext) -> int:
@@ -613,12 +586,11 @@ def cmd_boot_volume_create(args: argparse.Namespace, ctx: CliContext) -> int:
     body = create_boot_volume_body(
         args, compartment_id=compartment, availability_domain=ad, source_details=source_details
     )
-    resp = client.request("POST", client.bv_url("/bootVolumes"), body=body, retry_token=True)
-    return finish(ctx, args, resp, _item_url(ctx, "/bootVolumes", resp))
+    return bv_create(ctx, args, "/bootVolumes", body)
 
 
 def cmd_boot_volume_get(args: argparse.Namespace, ctx: CliContext) -> int:
-    return _get(ctx, f"/bootVolumes/{args.boot_volume_id}")
+    return bv_get(ctx, f"/bootVolumes/{args.boot_volume_id}")
 
 
 def cmd_boot_volume_list(args: argparse.Namespace, ctx: CliContext) -> int:
@@ -633,21 +605,19 @@ def cmd_boot_volume_list(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 def cmd_boot_volume_update(args: argparse.Namespace, ctx: CliContext) -> int:
-    return _update(ctx, args, f"/bootVolumes/{args.boot_volume_id}", update_boot_volume_body(args))
+    return bv_update(ctx, args, f"/bootVolumes/{args.boot_volume_id}", update_boot_volume_body(args))
 
 
 def cmd_boot_volume_delete(args: argparse.Namespace, ctx: CliContext) -> int:
-    return _delete(ctx, args, f"/bootVolumes/{args.boot_volume_id}")
+    return bv_delete(ctx, args, f"/bootVolumes/{args.boot_volume_id}")
 
 
 def cmd_backup_create(args: argparse.Namespace, ctx: CliContext) -> int:
-    client = ctx.client
-    resp = client.request("POST", client.bv_url("/volumeBackups"), body=create_backup_body(args), retry_token=True)
-    return finish(ctx, args, resp, _item_url(ctx, "/volumeBackups", resp))
+    return bv_create(ctx, args, "/volumeBackups", create_backup_body(args))
 
 
 def cmd_backup_get(args: argparse.Namespace, ctx: CliContext) -> int:
-    return _get(ctx, f"/volumeBackups/{args.volume_backup_id}")
+    return bv_get(ctx, f"/volumeBackups/{args.volume_backup_id}")
 
 
 def cmd_backup_list(args: argparse.Namespace, ctx: CliContext) -> int:
@@ -666,22 +636,19 @@ def cmd_backup_list(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 def cmd_backup_update(args: argparse.Namespace, ctx: CliContext) -> int:
-    return _update(ctx, args, f"/volumeBackups/{args.volume_backup_id}", update_backup_body(args))
+    return bv_update(ctx, args, f"/volumeBackups/{args.volume_backup_id}", update_backup_body(args))
 
 
 def cmd_backup_delete(args: argparse.Namespace, ctx: CliContext) -> int:
-    return _delete(ctx, args, f"/volumeBackups/{args.volume_backup_id}")
+    return bv_delete(ctx, args, f"/volumeBackups/{args.volume_backup_id}")
 
 
 def cmd_boot_backup_create(args: argparse.Namespace, ctx: CliContext) -> int:
-    client = ctx.client
-    url = client.bv_url("/bootVolumeBackups")
-    resp = client.request("POST", url, body=create_boot_backup_body(args), retry_token=True)
-    return finish(ctx, args, resp, _item_url(ctx, "/bootVolumeBackups", resp))
+    return bv_create(ctx, args, "/bootVolumeBackups", create_boot_backup_body(args))
 
 
 def cmd_boot_backup_get(args: argparse.Namespace, ctx: CliContext) -> int:
-    return _get(ctx, f"/bootVolumeBackups/{args.boot_volume_backup_id}")
+    return bv_get(ctx, f"/bootVolumeBackups/{args.boot_volume_backup_id}")
 
 
 def cmd_boot_backup_list(args: argparse.Namespace, ctx: CliContext) -> int:
@@ -700,38 +667,37 @@ def cmd_boot_backup_list(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 def cmd_boot_backup_update(args: argparse.Namespace, ctx: CliContext) -> int:
-    return _update(ctx, args, f"/bootVolumeBackups/{args.boot_volume_backup_id}", update_backup_body(args))
+    return bv_update(ctx, args, f"/bootVolumeBackups/{args.boot_volume_backup_id}", update_backup_body(args))
 
 
 def cmd_boot_backup_delete(args: argparse.Namespace, ctx: CliContext) -> int:
-    return _delete(ctx, args, f"/bootVolumeBackups/{args.boot_volume_backup_id}")
+    return bv_delete(ctx, args, f"/bootVolumeBackups/{args.boot_volume_backup_id}")
 
 
 def cmd_kms_key_get(args: argparse.Namespace, ctx: CliContext) -> int:
-    client = ctx.client
-    url = client.bv_url(f"{args.kms_collection}/{getattr(args, args.kms_id_dest)}/kmsKey")
-    resp = client.request("GET", url, if_match=args.if_match)
-    ctx.out.emit(resp.data if resp.data is not None else {}, etag=resp.etag)
-    return 0
+    return _kms_key_call(ctx, args, "GET")
 
 
 def cmd_kms_key_update(args: argparse.Namespace, ctx: CliContext) -> int:
-    client = ctx.client
-    url = client.bv_url(f"{args.kms_collection}/{getattr(args, args.kms_id_dest)}/kmsKey")
-    resp = client.request("PUT", url, body=update_kms_key_body(args), if_match=args.if_match)
-    ctx.out.emit(resp.data if resp.data is not None else {}, etag=resp.etag)
-    return 0
+    return _kms_key_call(ctx, args, "PUT", update_kms_key_body(args))
 
 
 def cmd_kms_key_delete(args: argparse.Namespace, ctx: CliContext) -> int:
-    client = ctx.client
-    url = client.bv_url(f"{args.kms_collection}/{getattr(args, args.kms_id_dest)}/kmsKey")
-    client.request("DELETE", url, if_match=args.if_match)
+    return _kms_key_call(ctx, args, "DELETE")
+
+
+def _kms_key_call(ctx: CliContext, args: argparse.Namespace, method: str, body: dict[str, Any] | None = None) -> int:
+    """GetVolumeKmsKey & co.: the key of a volume/boot volume/backup; a delete prints nothing, a get no key ``{}``."""
+    url = ctx.client.bv_url(f"{args.kms_collection}/{getattr(args, args.kms_id_dest)}/kmsKey")
+    sent: dict[str, Any] = {} if body is None else {"body": body}  # no body at all on GET and DELETE
+    resp = ctx.client.request(method, url, if_match=args.if_match, **sent)
+    if method != "DELETE":
+        ctx.out.emit(resp.data if resp.data is not None else {}, etag=resp.etag)
     return 0
 
 
 def cmd_replica_get(args: argparse.Namespace, ctx: CliContext) -> int:
-    return _get(ctx, f"{args.replica_collection}/{args.replica_id}")
+    return bv_get(ctx, f"{args.replica_collection}/{args.replica_id}")
 
 
 def cmd_replica_list(args: argparse.Namespace, ctx: CliContext) -> int:
@@ -747,29 +713,3 @@ def cmd_replica_list(args: argparse.Namespace, ctx: CliContext) -> int:
         ("lifecycleState", args.lifecycle_state),
     ]
     return list_and_emit(ctx, args, ctx.client.bv_url(args.replica_collection), params)
-
-
-# ------------------------------------------------------------------------------------------------ shared
-
-
-def _item_url(ctx: CliContext, collection: str, resp: ApiResponse) -> str | None:
-    rid = resp.data.get("id") if isinstance(resp.data, dict) else None
-    return ctx.client.bv_url(f"{collection}/{rid}") if rid else None
-
-
-def _get(ctx: CliContext, path: str) -> int:
-    resp = ctx.client.get(ctx.client.bv_url(path))
-    ctx.out.emit(resp.data, etag=resp.etag)
-    return 0
-
-
-def _update(ctx: CliContext, args: argparse.Namespace, path: str, body: dict[str, Any]) -> int:
-    url = ctx.client.bv_url(path)
-    resp = ctx.client.request("PUT", url, body=body, if_match=args.if_match)
-    return finish(ctx, args, resp, url)
-
-
-def _delete(ctx: CliContext, args: argparse.Namespace, path: str) -> int:
-    url = ctx.client.bv_url(path)
-    resp = ctx.client.request("DELETE", url, if_match=args.if_match)
-    return finish(ctx, args, resp, url, deleting=True)

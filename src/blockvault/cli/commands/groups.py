@@ -21,7 +21,6 @@ import argparse
 from typing import Any
 
 from blockvault.cli.client import (
-    ApiResponse,
     CliContext,
     UsageError,
     add_force_option,
@@ -33,41 +32,28 @@ from blockvault.cli.client import (
     json_arg,
     list_and_emit,
 )
+from blockvault.cli.commands._common import (
+    add_sort_options,
+    add_tag_options,
+    bv_create,
+    bv_delete,
+    bv_get,
+    bv_item_url,
+    bv_subcommands,
+    bv_update,
+    leaf,
+    name_and_tags,
+    subcommands,
+)
 
 GROUP_STATES = ("PROVISIONING", "AVAILABLE", "TERMINATING", "TERMINATED", "FAULTY", "UPDATE_PENDING")
 GROUP_BACKUP_STATES = ("CREATING", "COMMITTED", "AVAILABLE", "TERMINATING", "TERMINATED", "FAULTY", "REQUEST_RECEIVED")
 REPLICA_STATES = ("PROVISIONING", "AVAILABLE", "ACTIVATING", "TERMINATING", "TERMINATED", "FAULTY")
-SORT_BY = ("TIMECREATED", "DISPLAYNAME")
-SORT_ORDER = ("ASC", "DESC")
-
-
-def _bv_groups(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse._SubParsersAction[Any]:
-    parser = sub.choices["bv"]
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action
-    raise RuntimeError("the bv command has no sub-commands")  # pragma: no cover - bv.register builds them
-
-
-def _sub(parent: argparse.ArgumentParser, title: str) -> argparse._SubParsersAction[argparse.ArgumentParser]:
-    return parent.add_subparsers(title=title, dest=f"_{title}", required=True, metavar="COMMAND")
-
-
-def _leaf(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str
-) -> argparse.ArgumentParser:
-    return sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
-
-
-def _tags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--freeform-tags", type=json_arg, help='JSON, e.g. {"Department": "Finance"}')
-    parser.add_argument("--defined-tags", type=json_arg, help='JSON, e.g. {"Operations": {"CostCenter": "42"}}')
 
 
 def _list_sorting(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--display-name")
-    parser.add_argument("--sort-by", type=str.upper, choices=SORT_BY)
-    parser.add_argument("--sort-order", type=str.upper, choices=SORT_ORDER)
+    add_sort_options(parser)
 
 
 # ------------------------------------------------------------------------------------------------ registration
@@ -75,22 +61,22 @@ def _list_sorting(parser: argparse.ArgumentParser) -> None:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``volume-group`` and ``volume-group-backup`` to the ``bv`` command that bv.register made."""
-    groups = _bv_groups(sub)
+    groups = bv_subcommands(sub)
     _register_volume_group(groups)
     _register_volume_group_backup(groups)
     _register_volume_group_replica(groups)
 
 
 def _register_volume_group_replica(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    vgr = _sub(
+    vgr = subcommands(
         groups.add_parser("volume-group-replica", help="volume group replicas (read-only)", allow_abbrev=False),
         "volume-group-replica",
     )
-    get = _leaf(vgr, "get", "get a volume group replica (on its destination region: --region)")
+    get = leaf(vgr, "get", "get a volume group replica (on its destination region: --region)")
     get.add_argument("--volume-group-replica-id", required=True)
     get.set_defaults(handler=cmd_group_replica_get)
 
-    lst = _leaf(vgr, "list", "list the volume group replicas of an availability domain")
+    lst = leaf(vgr, "list", "list the volume group replicas of an availability domain")
     lst.add_argument("-c", "--compartment-id", help="default: the tenancy")
     lst.add_argument("--availability-domain", help="default: the region's first")
     _list_sorting(lst)
@@ -100,9 +86,9 @@ def _register_volume_group_replica(groups: argparse._SubParsersAction[argparse.A
 
 
 def _register_volume_group(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    vg = _sub(groups.add_parser("volume-group", help="volume groups", allow_abbrev=False), "volume-group")
+    vg = subcommands(groups.add_parser("volume-group", help="volume groups", allow_abbrev=False), "volume-group")
 
-    create = _leaf(vg, "create", "create a volume group (from volumes, a volume group or a volume group backup)")
+    create = leaf(vg, "create", "create a volume group (from volumes, a volume group or a volume group backup)")
     create.add_argument("-c", "--compartment-id", help="default: the tenancy")
     create.add_argument("--availability-domain", help="default: the source group's AD, else the region's first")
     create.add_argument("--source-details", type=json_arg, help='JSON, e.g. {"type": "volumeIds", "volumeIds": [...]}')
@@ -114,18 +100,18 @@ def _register_volume_group(groups: argparse._SubParsersAction[argparse.ArgumentP
     )
     create.add_argument("--backup-policy-id")
     create.add_argument("--display-name")
-    _tags(create)
+    add_tag_options(create)
     create.add_argument("--volume-group-replicas", type=json_arg)
     create.add_argument("--cluster-placement-group-id")
     create.add_argument("--xrc-kms-key-id")
     add_wait_options(create, GROUP_STATES)
     create.set_defaults(handler=cmd_group_create)
 
-    get = _leaf(vg, "get", "get a volume group")
+    get = leaf(vg, "get", "get a volume group")
     get.add_argument("--volume-group-id", required=True)
     get.set_defaults(handler=cmd_group_get)
 
-    lst = _leaf(vg, "list", "list volume groups")
+    lst = leaf(vg, "list", "list volume groups")
     lst.add_argument("-c", "--compartment-id", help="default: the tenancy")
     lst.add_argument("--availability-domain")
     _list_sorting(lst)
@@ -133,10 +119,10 @@ def _register_volume_group(groups: argparse._SubParsersAction[argparse.ArgumentP
     add_list_options(lst)
     lst.set_defaults(handler=cmd_group_list)
 
-    upd = _leaf(vg, "update", "update a volume group (--volume-ids is the complete new list of volumes)")
+    upd = leaf(vg, "update", "update a volume group (--volume-ids is the complete new list of volumes)")
     upd.add_argument("--volume-group-id", required=True)
     upd.add_argument("--display-name")
-    _tags(upd)
+    add_tag_options(upd)
     upd.add_argument("--volume-ids", type=json_arg, help="JSON list: the group's volumes after the update")
     upd.add_argument("--volume-group-replicas", type=json_arg)
     upd.add_argument("--preserve-volume-replica", type=bool_arg)
@@ -145,12 +131,12 @@ def _register_volume_group(groups: argparse._SubParsersAction[argparse.ArgumentP
     add_wait_options(upd, GROUP_STATES)
     upd.set_defaults(handler=cmd_group_update)
 
-    move = _leaf(vg, "change-compartment", "move a volume group to another compartment (its volumes stay)")
+    move = leaf(vg, "change-compartment", "move a volume group to another compartment (its volumes stay)")
     move.add_argument("--volume-group-id", required=True)
     move.add_argument("-c", "--compartment-id", required=True)
     move.set_defaults(handler=cmd_group_move)
 
-    dele = _leaf(vg, "delete", "delete a volume group (its volumes stay)")
+    dele = leaf(vg, "delete", "delete a volume group (its volumes stay)")
     dele.add_argument("--volume-group-id", required=True)
     dele.add_argument("--if-match")
     add_force_option(dele)
@@ -159,52 +145,52 @@ def _register_volume_group(groups: argparse._SubParsersAction[argparse.ArgumentP
 
 
 def _register_volume_group_backup(groups: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    vgb = _sub(
+    vgb = subcommands(
         groups.add_parser("volume-group-backup", help="volume group backups", allow_abbrev=False), "volume-group-backup"
     )
 
-    create = _leaf(vgb, "create", "back up every volume of a volume group at one point in time")
+    create = leaf(vgb, "create", "back up every volume of a volume group at one point in time")
     create.add_argument("--volume-group-id", required=True)
     create.add_argument("-c", "--compartment-id", help="default: the group's compartment")
     create.add_argument("--display-name")
-    _tags(create)
+    add_tag_options(create)
     create.add_argument("--type", type=str.upper, choices=("FULL", "INCREMENTAL"))
     add_wait_options(create, GROUP_BACKUP_STATES)
     create.set_defaults(handler=cmd_group_backup_create)
 
-    get = _leaf(vgb, "get", "get a volume group backup")
+    get = leaf(vgb, "get", "get a volume group backup")
     get.add_argument("--volume-group-backup-id", required=True)
     get.set_defaults(handler=cmd_group_backup_get)
 
-    lst = _leaf(vgb, "list", "list volume group backups")
+    lst = leaf(vgb, "list", "list volume group backups")
     lst.add_argument("-c", "--compartment-id", help="default: the tenancy")
     lst.add_argument("--volume-group-id")
     _list_sorting(lst)
     add_list_options(lst)
     lst.set_defaults(handler=cmd_group_backup_list)
 
-    upd = _leaf(vgb, "update", "rename a volume group backup or change its tags")
+    upd = leaf(vgb, "update", "rename a volume group backup or change its tags")
     upd.add_argument("--volume-group-backup-id", required=True)
     upd.add_argument("--display-name")
-    _tags(upd)
+    add_tag_options(upd)
     upd.add_argument("--if-match")
     add_force_option(upd)
     add_wait_options(upd, GROUP_BACKUP_STATES)
     upd.set_defaults(handler=cmd_group_backup_update)
 
-    dele = _leaf(vgb, "delete", "delete a volume group backup and all of its member volume backups")
+    dele = leaf(vgb, "delete", "delete a volume group backup and all of its member volume backups")
     dele.add_argument("--volume-group-backup-id", required=True)
     dele.add_argument("--if-match")
     add_force_option(dele)
     add_wait_options(dele, GROUP_BACKUP_STATES)
     dele.set_defaults(handler=cmd_group_backup_delete)
 
-    move = _leaf(vgb, "change-compartment", "move a volume group backup (its member backups stay)")
+    move = leaf(vgb, "change-compartment", "move a volume group backup (its member backups stay)")
     move.add_argument("--volume-group-backup-id", required=True)
     move.add_argument("-c", "--compartment-id", required=True)
     move.set_defaults(handler=cmd_group_backup_move)
 
-    copy = _leaf(vgb, "copy", "copy a volume group backup (every member backup) to another region")
+    copy = leaf(vgb, "copy", "copy a volume group backup (every member backup) to another region")
     copy.add_argument("--volume-group-backup-id", required=True)
     copy.add_argument("--destination-region", required=True)
     copy.add_argument("--display-name")
@@ -259,9 +245,7 @@ def create_group_body(
             ("compartmentId", compartment_id),
             ("sourceDetails", source),
             ("backupPolicyId", args.backup_policy_id),
-            ("definedTags", args.defined_tags),
-            ("displayName", args.display_name),
-            ("freeformTags", args.freeform_tags),
+            *name_and_tags(args),
             ("volumeGroupReplicas", args.volume_group_replicas),
             ("clusterPlacementGroupId", args.cluster_placement_group_id),
             ("xrcKmsKeyId", args.xrc_kms_key_id),
@@ -272,9 +256,7 @@ def create_group_body(
 def update_group_body(args: argparse.Namespace) -> dict[str, Any]:
     return compact(
         [
-            ("definedTags", args.defined_tags),
-            ("displayName", args.display_name),
-            ("freeformTags", args.freeform_tags),
+            *name_and_tags(args),
             ("volumeIds", args.volume_ids),
             ("volumeGroupReplicas", args.volume_group_replicas),
         ]
@@ -286,18 +268,14 @@ def create_group_backup_body(args: argparse.Namespace) -> dict[str, Any]:
         [
             ("volumeGroupId", args.volume_group_id),
             ("compartmentId", args.compartment_id),
-            ("definedTags", args.defined_tags),
-            ("displayName", args.display_name),
-            ("freeformTags", args.freeform_tags),
+            *name_and_tags(args),
             ("type", args.type),
         ]
     )
 
 
 def update_group_backup_body(args: argparse.Namespace) -> dict[str, Any]:
-    return compact(
-        [("definedTags", args.defined_tags), ("displayName", args.display_name), ("freeformTags", args.freeform_tags)]
-    )
+    return compact(name_and_tags(args))
 
 
 # ------------------------------------------------------------------------------------------------ handlers
@@ -320,12 +298,11 @@ def cmd_group_create(args: argparse.Namespace, ctx: CliContext) -> int:
         availability_domain=ad or client.first_availability_domain(),
         source=source,
     )
-    resp = client.request("POST", client.bv_url("/volumeGroups"), body=body, retry_token=True)
-    return finish(ctx, args, resp, _item_url(ctx, "/volumeGroups", resp))
+    return bv_create(ctx, args, "/volumeGroups", body)
 
 
 def cmd_group_get(args: argparse.Namespace, ctx: CliContext) -> int:
-    return _get(ctx, f"/volumeGroups/{args.volume_group_id}")
+    return bv_get(ctx, f"/volumeGroups/{args.volume_group_id}")
 
 
 def cmd_group_list(args: argparse.Namespace, ctx: CliContext) -> int:
@@ -350,7 +327,7 @@ def cmd_group_update(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 def cmd_group_replica_get(args: argparse.Namespace, ctx: CliContext) -> int:
-    return _get(ctx, f"/volumeGroupReplicas/{args.volume_group_replica_id}")
+    return bv_get(ctx, f"/volumeGroupReplicas/{args.volume_group_replica_id}")
 
 
 def cmd_group_replica_list(args: argparse.Namespace, ctx: CliContext) -> int:
@@ -368,7 +345,7 @@ def cmd_group_replica_list(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 def cmd_group_delete(args: argparse.Namespace, ctx: CliContext) -> int:
-    return _delete(ctx, args, f"/volumeGroups/{args.volume_group_id}")
+    return bv_delete(ctx, args, f"/volumeGroups/{args.volume_group_id}")
 
 
 def cmd_group_move(args: argparse.Namespace, ctx: CliContext) -> int:
@@ -386,14 +363,11 @@ def _move(ctx: CliContext, path: str, compartment_id: str) -> int:
 
 
 def cmd_group_backup_create(args: argparse.Namespace, ctx: CliContext) -> int:
-    client = ctx.client
-    url = client.bv_url("/volumeGroupBackups")
-    resp = client.request("POST", url, body=create_group_backup_body(args), retry_token=True)
-    return finish(ctx, args, resp, _item_url(ctx, "/volumeGroupBackups", resp))
+    return bv_create(ctx, args, "/volumeGroupBackups", create_group_backup_body(args))
 
 
 def cmd_group_backup_get(args: argparse.Namespace, ctx: CliContext) -> int:
-    return _get(ctx, f"/volumeGroupBackups/{args.volume_group_backup_id}")
+    return bv_get(ctx, f"/volumeGroupBackups/{args.volume_group_backup_id}")
 
 
 def cmd_group_backup_list(args: argparse.Namespace, ctx: CliContext) -> int:
@@ -410,13 +384,11 @@ def cmd_group_backup_list(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 def cmd_group_backup_update(args: argparse.Namespace, ctx: CliContext) -> int:
-    url = ctx.client.bv_url(f"/volumeGroupBackups/{args.volume_group_backup_id}")
-    resp = ctx.client.request("PUT", url, body=update_group_backup_body(args), if_match=args.if_match)
-    return finish(ctx, args, resp, url)
+    return bv_update(ctx, args, f"/volumeGroupBackups/{args.volume_group_backup_id}", update_group_backup_body(args))
 
 
 def cmd_group_backup_delete(args: argparse.Namespace, ctx: CliContext) -> int:
-    return _delete(ctx, args, f"/volumeGroupBackups/{args.volume_group_backup_id}")
+    return bv_delete(ctx, args, f"/volumeGroupBackups/{args.volume_group_backup_id}")
 
 
 def cmd_group_backup_copy(args: argparse.Namespace, ctx: CliContext) -> int:
@@ -430,24 +402,4 @@ def cmd_group_backup_copy(args: argparse.Namespace, ctx: CliContext) -> int:
         ]
     )
     resp = client.request("POST", url, body=body, retry_token=True)
-    return finish(ctx, args, resp, _item_url(ctx, "/volumeGroupBackups", resp))
-
-
-# ------------------------------------------------------------------------------------------------ shared
-
-
-def _item_url(ctx: CliContext, collection: str, resp: ApiResponse) -> str | None:
-    rid = resp.data.get("id") if isinstance(resp.data, dict) else None
-    return ctx.client.bv_url(f"{collection}/{rid}") if rid else None
-
-
-def _get(ctx: CliContext, path: str) -> int:
-    resp = ctx.client.get(ctx.client.bv_url(path))
-    ctx.out.emit(resp.data, etag=resp.etag)
-    return 0
-
-
-def _delete(ctx: CliContext, args: argparse.Namespace, path: str) -> int:
-    url = ctx.client.bv_url(path)
-    resp = ctx.client.request("DELETE", url, if_match=args.if_match)
-    return finish(ctx, args, resp, url, deleting=True)
+    return finish(ctx, args, resp, bv_item_url(ctx, "/volumeGroupBackups", resp))

@@ -32,6 +32,13 @@ from blockvault.cli.client import (
     json_arg,
     list_and_emit,
 )
+from blockvault.cli.commands._common import (
+    add_sort_options,
+    add_tag_options,
+    leaf,
+    name_and_tags,
+    subcommands,
+)
 from blockvault.errors import NotFound
 
 VAULT_STATES = (
@@ -62,26 +69,9 @@ KEY_STATES = (
     "RESTORING",
 )
 KEY_VERSION_STATES = KEY_STATES[:10]
-SORT_BY = ("TIMECREATED", "DISPLAYNAME")
-SORT_ORDER = ("ASC", "DESC")
 PROTECTION_MODES = ("HSM", "SOFTWARE", "EXTERNAL")
 ENCRYPTION_ALGORITHMS = ("AES_256_GCM", "RSA_OAEP_SHA_1", "RSA_OAEP_SHA_256")
 _GONE_VAULT_STATES = frozenset({"DELETED", "DELETING"})
-
-
-def _sub(parent: argparse.ArgumentParser, title: str) -> argparse._SubParsersAction[argparse.ArgumentParser]:
-    return parent.add_subparsers(title=title, dest=f"_{title}", required=True, metavar="COMMAND")
-
-
-def _leaf(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str, *aliases: str
-) -> argparse.ArgumentParser:
-    return sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False, aliases=list(aliases))
-
-
-def _tags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--freeform-tags", type=json_arg)
-    parser.add_argument("--defined-tags", type=json_arg)
 
 
 def _vault_locator(parser: argparse.ArgumentParser) -> None:
@@ -95,72 +85,75 @@ def _vault_locator(parser: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    kms = _sub(sub.add_parser("kms", help="Vault / Key Management service (oci kms)", allow_abbrev=False), "kms")
-    management = _sub(kms.add_parser("management", help="vaults, keys, key versions", allow_abbrev=False), "mgmt")
+    kms = subcommands(sub.add_parser("kms", help="Vault / Key Management service (oci kms)", allow_abbrev=False), "kms")
+    management = subcommands(
+        kms.add_parser("management", help="vaults, keys, key versions", allow_abbrev=False), "mgmt"
+    )
     _register_vault(management)
     _register_key(management)
     _register_key_version(management)
-    status = _sub(
+    status = subcommands(
         management.add_parser(
             "replication-status-details", help="status of a replicated operation", allow_abbrev=False
         ),
         "replstatus",
     )
-    get_status = _leaf(status, "get-replication-status", "where an operation on a replicated vault was applied")
+    get_status = leaf(status, "get-replication-status", "where an operation on a replicated vault was applied")
     get_status.add_argument("--replication-id", required=True)
     _vault_locator(get_status)
     get_status.set_defaults(handler=cmd_get_replication_status)
-    _register_crypto(_sub(kms.add_parser("crypto", help="encrypt, decrypt, data keys", allow_abbrev=False), "crypto"))
+    _register_crypto(
+        subcommands(kms.add_parser("crypto", help="encrypt, decrypt, data keys", allow_abbrev=False), "crypto")
+    )
 
 
 def _register_vault(management: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    vault = _sub(management.add_parser("vault", help="vaults (regional endpoint)", allow_abbrev=False), "vault")
+    vault = subcommands(management.add_parser("vault", help="vaults (regional endpoint)", allow_abbrev=False), "vault")
 
-    create = _leaf(vault, "create", "create a vault")
+    create = leaf(vault, "create", "create a vault")
     create.add_argument("-c", "--compartment-id", help="default: the tenancy")
     create.add_argument("--display-name", required=True)
     create.add_argument(
         "--vault-type", type=str.upper, choices=("DEFAULT", "VIRTUAL_PRIVATE", "EXTERNAL"), default="DEFAULT"
     )
-    _tags(create)
+    add_tag_options(create, examples=False)
     add_wait_options(create, VAULT_STATES)
     create.set_defaults(handler=cmd_vault_create)
 
-    get = _leaf(vault, "get", "get a vault")
+    get = leaf(vault, "get", "get a vault")
     get.add_argument("--vault-id", required=True)
     get.set_defaults(handler=cmd_vault_get)
 
-    lst = _leaf(vault, "list", "list vaults")
+    lst = leaf(vault, "list", "list vaults")
     lst.add_argument("-c", "--compartment-id", help="default: the tenancy")
-    lst.add_argument("--sort-by", type=str.upper, choices=SORT_BY)
-    lst.add_argument("--sort-order", type=str.upper, choices=SORT_ORDER)
+    add_sort_options(lst)
     add_list_options(lst)
     lst.set_defaults(handler=cmd_vault_list)
 
-    upd = _leaf(vault, "update", "update a vault")
+    upd = leaf(vault, "update", "update a vault")
     upd.add_argument("--vault-id", required=True)
     upd.add_argument("--display-name")
-    _tags(upd)
+    add_tag_options(upd, examples=False)
     upd.add_argument("--if-match")
     add_force_option(upd)
     add_wait_options(upd, VAULT_STATES)
     upd.set_defaults(handler=cmd_vault_update)
 
-    sched = _leaf(vault, "schedule-deletion", "schedule the deletion of a vault")
+    sched = leaf(vault, "schedule-deletion", "schedule the deletion of a vault")
     sched.add_argument("--vault-id", required=True)
     sched.add_argument("--time-of-deletion", type=datetime_arg, help="RFC 3339; default: 30 days from now")
     sched.add_argument("--if-match")
     add_wait_options(sched, VAULT_STATES)
     sched.set_defaults(handler=cmd_vault_schedule_deletion)
 
-    cancel = _leaf(vault, "cancel-deletion", "cancel the scheduled deletion of a vault")
+    cancel = leaf(vault, "cancel-deletion", "cancel the scheduled deletion of a vault")
     cancel.add_argument("--vault-id", required=True)
     cancel.add_argument("--if-match")
     add_wait_options(cancel, VAULT_STATES)
     cancel.set_defaults(handler=cmd_vault_cancel_deletion)
 
     # Vault replication (docs/design/vault-replication.md): the real CLI's names and flags.
-    crep = _leaf(
+    crep = leaf(
         vault, "create-vault-replica", "replicate a vault to another region (synchronous here)", "create-replica"
     )
     crep.add_argument("--vault-id", required=True)
@@ -168,44 +161,42 @@ def _register_vault(management: argparse._SubParsersAction[argparse.ArgumentPars
     crep.add_argument("--if-match")
     crep.set_defaults(handler=cmd_vault_create_replica)
 
-    drep = _leaf(vault, "delete-vault-replica", "stop replication: delete the vault's replica", "delete-replica")
+    drep = leaf(vault, "delete-vault-replica", "stop replication: delete the vault's replica", "delete-replica")
     drep.add_argument("--vault-id", required=True)
     drep.add_argument("--replica-region", required=True)
     drep.add_argument("--if-match")
     drep.set_defaults(handler=cmd_vault_delete_replica)
 
-    lrep = _leaf(vault, "list-vault-replicas", "list a vault's replicas", "list-replicas")
+    lrep = leaf(vault, "list-vault-replicas", "list a vault's replicas", "list-replicas")
     lrep.add_argument("--vault-id", required=True)
-    lrep.add_argument("--sort-by", type=str.upper, choices=SORT_BY)
-    lrep.add_argument("--sort-order", type=str.upper, choices=SORT_ORDER)
+    add_sort_options(lrep)
     add_list_options(lrep)
     lrep.set_defaults(handler=cmd_vault_list_replicas)
 
 
 def _register_key(management: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    key = _sub(management.add_parser("key", help="keys (management endpoint)", allow_abbrev=False), "key")
+    key = subcommands(management.add_parser("key", help="keys (management endpoint)", allow_abbrev=False), "key")
 
-    create = _leaf(key, "create", "create a key in a vault")
+    create = leaf(key, "create", "create a key in a vault")
     create.add_argument("-c", "--compartment-id", help="default: the tenancy")
     create.add_argument("--display-name", required=True)
     create.add_argument("--key-shape", type=json_arg, required=True, help='e.g. {"algorithm":"AES","length":32}')
     create.add_argument("--protection-mode", type=str.upper, choices=PROTECTION_MODES)
     create.add_argument("--is-auto-rotation-enabled", type=bool_arg)
     create.add_argument("--auto-key-rotation-details", type=json_arg)
-    _tags(create)
+    add_tag_options(create, examples=False)
     _vault_locator(create)
     add_wait_options(create, KEY_STATES)
     create.set_defaults(handler=cmd_key_create)
 
-    get = _leaf(key, "get", "get a key")
+    get = leaf(key, "get", "get a key")
     get.add_argument("--key-id", required=True)
     _vault_locator(get)
     get.set_defaults(handler=cmd_key_get)
 
-    lst = _leaf(key, "list", "list the keys of a vault")
+    lst = leaf(key, "list", "list the keys of a vault")
     lst.add_argument("-c", "--compartment-id", help="default: the tenancy")
-    lst.add_argument("--sort-by", type=str.upper, choices=SORT_BY)
-    lst.add_argument("--sort-order", type=str.upper, choices=SORT_ORDER)
+    add_sort_options(lst)
     lst.add_argument("--protection-mode", type=str.upper, choices=PROTECTION_MODES)
     lst.add_argument("--algorithm", type=str.upper, choices=("AES", "RSA", "ECDSA"))
     lst.add_argument("--length", type=int)
@@ -214,12 +205,12 @@ def _register_key(management: argparse._SubParsersAction[argparse.ArgumentParser
     add_list_options(lst)
     lst.set_defaults(handler=cmd_key_list)
 
-    upd = _leaf(key, "update", "update a key")
+    upd = leaf(key, "update", "update a key")
     upd.add_argument("--key-id", required=True)
     upd.add_argument("--display-name")
     upd.add_argument("--is-auto-rotation-enabled", type=bool_arg)
     upd.add_argument("--auto-key-rotation-details", type=json_arg)
-    _tags(upd)
+    add_tag_options(upd, examples=False)
     upd.add_argument("--if-match")
     add_force_option(upd)
     _vault_locator(upd)
@@ -231,14 +222,14 @@ def _register_key(management: argparse._SubParsersAction[argparse.ArgumentParser
         ("disable", "disable", "disable a key (data it protects becomes unusable)"),
         ("cancel-deletion", "cancelDeletion", "cancel the scheduled deletion of a key"),
     ):
-        p = _leaf(key, verb, text)
+        p = leaf(key, verb, text)
         p.add_argument("--key-id", required=True)
         p.add_argument("--if-match")
         _vault_locator(p)
         add_wait_options(p, KEY_STATES)
         p.set_defaults(handler=cmd_key_action, key_action=action)
 
-    sched = _leaf(key, "schedule-deletion", "schedule the deletion of a key")
+    sched = leaf(key, "schedule-deletion", "schedule the deletion of a key")
     sched.add_argument("--key-id", required=True)
     sched.add_argument("--time-of-deletion", type=datetime_arg, help="RFC 3339; default: 30 days from now")
     sched.add_argument("--if-match")
@@ -248,23 +239,22 @@ def _register_key(management: argparse._SubParsersAction[argparse.ArgumentParser
 
 
 def _register_key_version(management: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    kv = _sub(management.add_parser("key-version", help="key versions (rotation)", allow_abbrev=False), "kv")
+    kv = subcommands(management.add_parser("key-version", help="key versions (rotation)", allow_abbrev=False), "kv")
 
-    create = _leaf(kv, "create", "rotate: create a new key version, which becomes the current one")
+    create = leaf(kv, "create", "rotate: create a new key version, which becomes the current one")
     create.add_argument("--key-id", required=True)
     _vault_locator(create)
     add_wait_options(create, KEY_VERSION_STATES)
     create.set_defaults(handler=cmd_key_version_create)
 
-    lst = _leaf(kv, "list", "list the versions of a key")
+    lst = leaf(kv, "list", "list the versions of a key")
     lst.add_argument("--key-id", required=True)
-    lst.add_argument("--sort-by", type=str.upper, choices=SORT_BY)
-    lst.add_argument("--sort-order", type=str.upper, choices=SORT_ORDER)
+    add_sort_options(lst)
     _vault_locator(lst)
     add_list_options(lst)
     lst.set_defaults(handler=cmd_key_version_list)
 
-    get = _leaf(kv, "get", "get a key version")
+    get = leaf(kv, "get", "get a key version")
     get.add_argument("--key-id", required=True)
     get.add_argument("--key-version-id", required=True)
     _vault_locator(get)
@@ -272,7 +262,7 @@ def _register_key_version(management: argparse._SubParsersAction[argparse.Argume
 
 
 def _register_crypto(crypto: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    enc = _leaf(crypto, "encrypt", "encrypt up to 4 KiB of base64 plaintext")
+    enc = leaf(crypto, "encrypt", "encrypt up to 4 KiB of base64 plaintext")
     enc.add_argument("--key-id", required=True)
     enc.add_argument("--plaintext", required=True, help="base64")
     enc.add_argument("--associated-data", type=json_arg, help='JSON map, e.g. {"vol": "v1"}')
@@ -282,7 +272,7 @@ def _register_crypto(crypto: argparse._SubParsersAction[argparse.ArgumentParser]
     _vault_locator(enc)
     enc.set_defaults(handler=cmd_encrypt)
 
-    dec = _leaf(crypto, "decrypt", "decrypt a ciphertext made by encrypt or generate-data-encryption-key")
+    dec = leaf(crypto, "decrypt", "decrypt a ciphertext made by encrypt or generate-data-encryption-key")
     dec.add_argument("--ciphertext", required=True)
     dec.add_argument("--key-id", required=True)
     dec.add_argument("--associated-data", type=json_arg)
@@ -292,7 +282,7 @@ def _register_crypto(crypto: argparse._SubParsersAction[argparse.ArgumentParser]
     _vault_locator(dec)
     dec.set_defaults(handler=cmd_decrypt)
 
-    gen = _leaf(crypto, "generate-data-encryption-key", "generate a data key wrapped by a master key")
+    gen = leaf(crypto, "generate-data-encryption-key", "generate a data key wrapped by a master key")
     gen.add_argument("--include-plaintext-key", type=bool_arg, required=True)
     gen.add_argument("--key-id", required=True)
     gen.add_argument("--key-shape", type=json_arg, required=True, help='e.g. {"algorithm":"AES","length":32}')
@@ -399,9 +389,7 @@ def cmd_vault_create(args: argparse.Namespace, ctx: CliContext) -> int:
     body = compact(
         [
             ("compartmentId", args.compartment_id or client.tenancy_id),
-            ("definedTags", args.defined_tags),
-            ("displayName", args.display_name),
-            ("freeformTags", args.freeform_tags),
+            *name_and_tags(args),
             ("vaultType", args.vault_type),
         ]
     )
@@ -429,9 +417,7 @@ def cmd_vault_list(args: argparse.Namespace, ctx: CliContext) -> int:
 
 def cmd_vault_update(args: argparse.Namespace, ctx: CliContext) -> int:
     url = ctx.client.kms_url(f"/vaults/{args.vault_id}")
-    body = compact(
-        [("definedTags", args.defined_tags), ("displayName", args.display_name), ("freeformTags", args.freeform_tags)]
-    )
+    body = compact(name_and_tags(args))
     resp = ctx.client.request("PUT", url, body=body, if_match=args.if_match)
     return finish(ctx, args, resp, url)
 
@@ -488,9 +474,7 @@ def cmd_key_create(args: argparse.Namespace, ctx: CliContext) -> int:
     body = compact(
         [
             ("compartmentId", args.compartment_id or client.tenancy_id),
-            ("definedTags", args.defined_tags),
-            ("displayName", args.display_name),
-            ("freeformTags", args.freeform_tags),
+            *name_and_tags(args),
             ("keyShape", args.key_shape),
             ("isAutoRotationEnabled", args.is_auto_rotation_enabled),
             ("autoKeyRotationDetails", args.auto_key_rotation_details),
@@ -535,9 +519,7 @@ def cmd_key_update(args: argparse.Namespace, ctx: CliContext) -> int:
         [
             ("isAutoRotationEnabled", args.is_auto_rotation_enabled),
             ("autoKeyRotationDetails", args.auto_key_rotation_details),
-            ("definedTags", args.defined_tags),
-            ("displayName", args.display_name),
-            ("freeformTags", args.freeform_tags),
+            *name_and_tags(args),
         ]
     )
     resp = ctx.client.request("PUT", url, body=body, if_match=args.if_match)

@@ -19,28 +19,14 @@ from blockvault.cli.client import (
     json_arg,
     list_and_emit,
 )
+from blockvault.cli.commands._common import (
+    bv_subcommands,
+    leaf,
+    subcommands,
+)
 
 POLICIES = "/volumeBackupPolicies"
 ASSIGNMENTS = "/volumeBackupPolicyAssignments"
-
-
-def _bv_groups(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse._SubParsersAction[Any]:
-    """The sub-commands of ``bv`` that bv.register made (so that bv.py need not know about this module)."""
-    parser = sub.choices["bv"]
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action
-    raise RuntimeError("the bv command has no sub-commands")  # pragma: no cover - bv.register builds them
-
-
-def _sub(parent: argparse.ArgumentParser, title: str) -> argparse._SubParsersAction[argparse.ArgumentParser]:
-    return parent.add_subparsers(title=title, dest=f"_{title}", required=True, metavar="COMMAND")
-
-
-def _leaf(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str
-) -> argparse.ArgumentParser:
-    return sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
 
 
 def _policy_fields(parser: argparse.ArgumentParser) -> None:
@@ -58,57 +44,57 @@ def _policy_fields(parser: argparse.ArgumentParser) -> None:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``volume-backup-policy`` and ``volume-backup-policy-assignment`` to ``bv`` (after bv.register)."""
-    groups = _bv_groups(sub)
+    groups = bv_subcommands(sub)
 
-    policy = _sub(groups.add_parser("volume-backup-policy", help="backup policies", allow_abbrev=False), "vbp")
-    create = _leaf(policy, "create", "create a user-defined backup policy")
+    policy = subcommands(groups.add_parser("volume-backup-policy", help="backup policies", allow_abbrev=False), "vbp")
+    create = leaf(policy, "create", "create a user-defined backup policy")
     create.add_argument("-c", "--compartment-id", help="default: the tenancy")
     _policy_fields(create)
     create.set_defaults(handler=cmd_policy_create)
 
-    get = _leaf(policy, "get", "get a backup policy (user- or Oracle-defined)")
+    get = leaf(policy, "get", "get a backup policy (user- or Oracle-defined)")
     get.add_argument("--policy-id", required=True)
     get.set_defaults(handler=cmd_policy_get)
 
-    lst = _leaf(policy, "list", "list the policies of a compartment, or the Oracle-defined ones without one")
+    lst = leaf(policy, "list", "list the policies of a compartment, or the Oracle-defined ones without one")
     lst.add_argument("-c", "--compartment-id")
     add_list_options(lst)
     lst.set_defaults(handler=cmd_policy_list)
 
-    upd = _leaf(policy, "update", "update a user-defined backup policy (--schedules replaces the list)")
+    upd = leaf(policy, "update", "update a user-defined backup policy (--schedules replaces the list)")
     upd.add_argument("--policy-id", required=True)
     _policy_fields(upd)
     upd.add_argument("--if-match")
     add_force_option(upd)
     upd.set_defaults(handler=cmd_policy_update)
 
-    dele = _leaf(policy, "delete", "delete a user-defined backup policy that is assigned to nothing")
+    dele = leaf(policy, "delete", "delete a user-defined backup policy that is assigned to nothing")
     dele.add_argument("--policy-id", required=True)
     dele.add_argument("--if-match")
     add_force_option(dele)
     dele.set_defaults(handler=cmd_policy_delete)
 
-    assignment = _sub(
+    assignment = subcommands(
         groups.add_parser("volume-backup-policy-assignment", help="backup policy assignments", allow_abbrev=False),
         "vbpa",
     )
-    acreate = _leaf(assignment, "create", "assign a policy to a volume or boot volume (replaces its assignment)")
+    acreate = leaf(assignment, "create", "assign a policy to a volume or boot volume (replaces its assignment)")
     acreate.add_argument("--asset-id", required=True)
     acreate.add_argument("--policy-id", required=True)
     acreate.add_argument("--xrc-kms-key-id", help="key in the policy's destination region for its copies")
     acreate.set_defaults(handler=cmd_assignment_create)
 
-    aget = _leaf(assignment, "get", "get a backup policy assignment")
+    aget = leaf(assignment, "get", "get a backup policy assignment")
     aget.add_argument("--policy-assignment-id", required=True)
     aget.set_defaults(handler=cmd_assignment_get)
 
-    adel = _leaf(assignment, "delete", "delete a backup policy assignment")
+    adel = leaf(assignment, "delete", "delete a backup policy assignment")
     adel.add_argument("--policy-assignment-id", required=True)
     adel.add_argument("--if-match")
     add_force_option(adel)
     adel.set_defaults(handler=cmd_assignment_delete)
 
-    asset = _leaf(
+    asset = leaf(
         assignment, "get-volume-backup-policy-asset-assignment", "the assignment of an asset (a list of 0 or 1)"
     )
     asset.add_argument("--asset-id", required=True)
