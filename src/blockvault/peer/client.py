@@ -9,7 +9,9 @@ Failure rules (docs/design/regions.md, "Failure behaviour"):
   with the call that made it: those calls are reads of immutable data, so a retry returns what the first would have.
 - Top-level calls are never re-sent once a request may have reached the peer (a create must not run twice),
   except the methods registered as `repeatable` (reads of immutable data, calls whose repetition converges), which
-  are retried like a handle's calls.
+  are retried after any transport failure for `resend_window` seconds: shorter than a handle's window, because the
+  callers are jobs that park and retry on `PeerUnavailable`, and a job worker blocked for minutes on a peer that is
+  down would starve the region's other jobs (e.g. activating a replica while its source region is down).
 - A domain error raised on the peer is raised here as the same class with the same message.
 """
 
@@ -63,11 +65,13 @@ class PeerTransport:
         *,
         connect_window: float = 5.0,
         handle_window: float = 120.0,
+        resend_window: float = 15.0,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.registry, self.base_url, self.region, self.identity = registry, base_url.rstrip("/"), region, identity
         self.connect_window, self.handle_window = connect_window, handle_window
+        self.resend_window = resend_window
         self._sleep, self._monotonic = sleep, monotonic
         self._local = threading.local()
         self._wall = SystemClock()
@@ -92,14 +96,18 @@ class PeerTransport:
         kwargs: dict[str, Any],
         *,
         resend: bool,
+        window: float | None = None,
     ) -> Any:
         """One call; returns the decoded result (a `HandleRef` for handles) or raises the peer's domain error.
 
         Refused connections are retried within `connect_window`; with `resend`, any transport failure is retried
-        within `handle_window` (the caller vouches that the call is safe to repeat)."""
+        within `window` (default `handle_window`; the caller vouches that the call is safe to repeat)."""
         body = encode({"h": handle, "a": list(args), "k": kwargs}, self.registry.types)
         url = self.url(interface, method)
-        window = self.handle_window if resend else self.connect_window
+        if not resend:
+            window = self.connect_window
+        elif window is None:
+            window = self.handle_window
         deadline = self._monotonic() + window
         delay = 0.1
         while True:
@@ -183,7 +191,9 @@ class _Proxy:
         transport = self._transport
         if not self._is_handle:
             resend = method in self._iface.repeatable
-            result = transport.post(self._iface.name, method, None, args, kwargs, resend=resend)
+            result = transport.post(
+                self._iface.name, method, None, args, kwargs, resend=resend, window=transport.resend_window
+            )
             return self._wrap(method, args, kwargs, result)
         closing = method == "close"
         for attempt in range(3):
