@@ -125,3 +125,50 @@ def test_random_operations_match_a_bytearray_model(size: int, operations: list[t
                 assert 0 <= slot_owner < fmt.unit_count(len(live))
         finally:
             store.close()
+
+
+def _naive_runs(bits: list[bool]) -> list[tuple[int, bool]]:
+    runs: list[tuple[int, bool]] = []
+    for bit in bits:
+        if runs and runs[-1][1] == bit:
+            runs[-1] = (runs[-1][0] + 1, bit)
+        else:
+            runs.append((1, bit))
+    return runs
+
+
+@given(
+    bitmap=st.binary(max_size=64).map(lambda b: bytes(x if x % 3 else (0, 0xFF)[x & 1] for x in b)),
+    skip=st.integers(min_value=0, max_value=7),
+    count=st.integers(min_value=0, max_value=512),
+)
+def test_bitmap_runs_match_a_bit_by_bit_scan(bitmap: bytes, skip: int, count: int) -> None:
+    from blockvault.store.volume import _bitmap_runs
+
+    count = min(count, max(0, 8 * len(bitmap) - skip))
+    bits = [bool(bitmap[i >> 3] >> (i & 7) & 1) for i in range(skip, skip + count)]
+    assert _bitmap_runs(bitmap, skip, count) == _naive_runs(bits)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    committed=st.sets(st.integers(min_value=0, max_value=99), max_size=30),
+    pending=st.sets(st.integers(min_value=0, max_value=99), max_size=10),
+    first=st.integers(min_value=0, max_value=99),
+    count=st.integers(min_value=1, max_value=120),
+)
+def test_held_runs_agree_with_has_unit(committed: set[int], pending: set[int], first: int, count: int) -> None:
+    """held_runs (the bulk path behind base:allocation and WRITE_ZEROES) says what has_unit says, unit by unit,
+    for flushed and unflushed units alike (and nothing is held past the end)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = VolumeStore.create(Path(tmp) / "v", volume_id=VOLUME, size_bytes=100 * U, dek=DEK)
+        try:
+            for unit in sorted(committed):
+                store.write(unit * U, b"c")
+            store.flush()
+            for unit in sorted(pending):
+                store.write(unit * U + 5, b"p")
+            expected = _naive_runs([store.has_unit(u) for u in range(first, first + count)])
+            assert store.held_runs(first, count) == expected
+        finally:
+            store.close()

@@ -8,7 +8,7 @@ import os
 import random
 import socket
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
@@ -175,9 +175,11 @@ def test_replies_to_one_receive_leave_together(monkeypatch: pytest.MonkeyPatch) 
     sends: list[int] = []
     real_send = server_mod._send
 
-    def counting(conn: socket.socket, pieces: Sequence[bytes | memoryview]) -> None:
+    def counting(
+        conn: socket.socket, pieces: Sequence[bytes | memoryview], before_blocking: Callable[[], None]
+    ) -> None:
         sends.append(len(pieces))
-        real_send(conn, pieces)
+        real_send(conn, pieces, before_blocking)
 
     monkeypatch.setattr(server_mod, "_send", counting)
     export = FlushCountingExport()

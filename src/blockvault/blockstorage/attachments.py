@@ -337,20 +337,20 @@ class DataSession:
         Returns False (and changes nothing) if `fast` and zeroing would need writes (NBD fast zero: the client
         then falls back to writing zeros itself)."""
         with self.store() as store:
-            sourced = self._svc.has_clone_source(self.volume.id)
             end = offset + length
             writes: list[tuple[int, int]] = []
-            pos = offset
-            while pos < end:
-                unit = pos // UNIT_SIZE
-                unit_end = min(end, (unit + 1) * UNIT_SIZE)
+            if end > offset:
                 # A unit the volume does not hold reads as zeros unless a clone source still supplies it (R2).
-                if sourced or store.has_unit(unit):
-                    if writes and writes[-1][1] == pos:
-                        writes[-1] = (writes[-1][0], unit_end)
-                    else:
-                        writes.append((pos, unit_end))
-                pos = unit_end
+                if self._svc.has_clone_source(self.volume.id):
+                    runs = [(length, True)]
+                else:
+                    first, last = offset // UNIT_SIZE, (end - 1) // UNIT_SIZE
+                    runs = _byte_runs(store.held_runs(first, last - first + 1), offset, end)
+                pos = offset
+                for size, held in runs:
+                    if held:
+                        writes.append((pos, pos + size))
+                    pos += size
             if writes and fast:
                 return False
             for start, stop in writes:
@@ -361,23 +361,29 @@ class DataSession:
                 store.flush()
             return True
 
-    def allocation(self, offset: int, length: int, *, max_units: int = 4096) -> list[tuple[int, bool]]:
+    def allocation(self, offset: int, length: int, *, max_units: int = 1 << 16) -> list[tuple[int, bool]]:
         """(length, is_hole) runs from `offset`, covering at most `max_units` units (a client asks again)."""
+        end = min(offset + length, (offset // UNIT_SIZE + max_units) * UNIT_SIZE)
+        if end <= offset:
+            return []
+        first, last = offset // UNIT_SIZE, (end - 1) // UNIT_SIZE
         with self.store() as store:
-            has_source = self._svc.has_clone_source(self.volume.id)
-            end = min(offset + length, (offset // UNIT_SIZE + max_units) * UNIT_SIZE)
-            runs: list[tuple[int, bool]] = []
-            pos = offset
-            while pos < end:
-                unit = pos // UNIT_SIZE
-                unit_end = min(end, (unit + 1) * UNIT_SIZE)
-                hole = not has_source and not store.has_unit(unit)
-                if runs and runs[-1][1] == hole:
-                    runs[-1] = (runs[-1][0] + unit_end - pos, hole)
-                else:
-                    runs.append((unit_end - pos, hole))
-                pos = unit_end
-            return runs
+            if self._svc.has_clone_source(self.volume.id):
+                return [(end - offset, False)]  # every unit reads from the volume or its clone source (R2)
+            units = store.held_runs(first, last - first + 1)
+        return [(size, not held) for size, held in _byte_runs(units, offset, end)]
+
+
+def _byte_runs(units: list[tuple[int, bool]], offset: int, end: int) -> list[tuple[int, bool]]:
+    """(units, held) runs that start at unit offset // UNIT_SIZE, as (bytes, held) runs clipped to [offset, end)."""
+    out: list[tuple[int, bool]] = []
+    pos = offset // UNIT_SIZE * UNIT_SIZE
+    for count, held in units:
+        lo, hi = max(pos, offset), min(pos + count * UNIT_SIZE, end)
+        if hi > lo:
+            out.append((hi - lo, held))
+        pos += count * UNIT_SIZE
+    return out
 
 
 __all__ = [

@@ -212,20 +212,29 @@ def _goodbye(sock: socket.socket) -> None:
 _IOV_MAX: Final = 1024  # Linux's limit on the pieces of one sendmsg
 
 
-def _send(conn: socket.socket, pieces: Sequence[bytes | memoryview]) -> None:
-    """Send `pieces` in order: sendmsg of up to _IOV_MAX pieces at a time (no concatenation); a short send sends
-    the rest."""
+def _send(conn: socket.socket, pieces: Sequence[bytes | memoryview], before_blocking: Callable[[], None]) -> None:
+    """Send `pieces` in order: sendmsg of up to _IOV_MAX pieces at a time (no concatenation). The first sendmsg
+    does not wait; if the socket's buffer cannot take everything, `before_blocking()` runs (the batch's store
+    lease is returned: a slow reader must not hold it, K3) and the rest is sent blocking."""
     if isinstance(conn, ssl.SSLSocket):
+        before_blocking()
         conn.sendall(b"".join(pieces))
         return
+    flags: int = socket.MSG_DONTWAIT
     for first in range(0, len(pieces), _IOV_MAX):
         batch = pieces[first : first + _IOV_MAX]
-        sent = conn.sendmsg(batch)
+        try:
+            sent = conn.sendmsg(batch, (), flags)
+        except BlockingIOError:
+            sent = 0
         for piece in batch:
             size = len(piece)
             if sent >= size:
                 sent -= size
                 continue
+            if flags:
+                before_blocking()
+                flags = 0
             conn.sendall(memoryview(piece)[sent:])
             sent = 0
 
@@ -235,6 +244,7 @@ def _send(conn: socket.socket, pieces: Sequence[bytes | memoryview]) -> None:
 OUTPUT_THRESHOLD: Final = 256 << 10
 ARENA_SIZE: Final = 4 << 20  # per-connection READ buffer (grows for larger READs)
 MAX_GROUP: Final = 1024  # FUA requests that may wait for one group flush
+EAGER_REPLIES: Final = 32  # queued reply pieces below which a connection first looks for more requests (no wait)
 GROUP_WAIT_MS: Final = 1  # how long a group of held FUA requests waits for more before its flush (nbd.md F1)
 
 
@@ -283,14 +293,22 @@ class _Replies:
         if self._queued >= OUTPUT_THRESHOLD:
             self.send()
 
+    @property
+    def pending(self) -> int:
+        """How many pieces wait to be sent."""
+        return len(self._pieces)
+
     def send(self) -> None:
         if self._pieces:
-            if self._idle is not None:
-                self._idle()
-            _send(self._sock, self._pieces)
+            _send(self._sock, self._pieces, self.idle)
             self._pieces = []
             self._queued = 0
         self._used = 0
+
+    def idle(self) -> None:
+        """The connection is about to wait (for its client, or on a full socket): return the store lease (K3)."""
+        if self._idle is not None:
+            self._idle()
 
 
 class Connection:
@@ -425,13 +443,30 @@ class Connection:
                     # it GROUP_WAIT_MS to add more to the group, far less than the two fdatasyncs a flush costs. A
                     # client with one request in flight never waits.
                     wait = GROUP_WAIT_MS if len(held) > 1 or last_group > 1 else 0
+                    if wait:
+                        reply.idle()
                     if readable.poll(wait):
                         return sock.recv_into(into)  # more requests join the group (0: EOF)
                 last_group = len(held)
                 self._group_flush(export, held, ready.structured, reply)
+            elif plain and 0 < reply.pending < EAGER_REPLIES:
+                # Requests that arrived meanwhile are answered before these replies leave: one sendmsg and one
+                # store lease for all of them (nothing waits here, so K3 holds). Bounded, so a client whose window
+                # is full of unanswered requests is not kept waiting for a whole round.
+                try:
+                    return sock.recv_into(into, 0, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    pass
             reply.send()
+            reply.idle()
             return sock.recv_into(into)
 
+        # One store lease serves request after request (K3): the export returns it whenever the connection is
+        # about to wait, for its client (receive) or for a full socket (_send).
+        scope = contextlib.ExitStack()
+        batch: Callable[[], contextlib.AbstractContextManager[None]] | None = getattr(export, "batch", None)
+        if batch is not None:
+            scope.enter_context(batch())
         try:
             while True:
                 requests, consumed, need = p.parse_requests(view[start:end])
@@ -469,7 +504,7 @@ class Connection:
         finally:
             # EOF or an error: nothing more will be asked of this connection. Held FUA requests still get their
             # flush (the client may be waiting for it); the replies may no longer reach it.
-            with contextlib.suppress(OSError):
+            with scope, contextlib.suppress(OSError):
                 if held:
                     self._group_flush(export, held, ready.structured, reply)
                 reply.send()
@@ -494,28 +529,26 @@ class Connection:
         replies go out. Held replies may thus come after later ones (NBD replies may arrive in any order; the
         cookie matches them). A failed flush fails every request it was to make durable."""
         structured = ready.structured
-        batch: Callable[[], contextlib.AbstractContextManager[None]] | None = getattr(export, "batch", None)
-        with batch() if batch is not None else contextlib.nullcontext():  # one store lease for all of them
-            for request in requests:
-                command = request.command
-                if command in (p.CMD_DISC, p.CMD_FLUSH):
-                    if held:
-                        self._group_flush(export, held, structured, reply)
-                    reply.send()  # before the flush's wait (or the goodbye)
-                if command == p.CMD_DISC:
-                    _goodbye(sock)
-                    return False
-                err = p.check(request, size=size, export_flags=flags, structured=structured, meta=meta)
-                if err:
-                    reply.queue([self._error(request, err, structured)])
-                    continue
-                later = bool(request.flags & p.CMD_FLAG_FUA) and command in _GROUPED
-                pieces = self._execute(export, request, ready, reply, fua=not later)
-                if later and pieces[0] is _DONE:
-                    held.append(request.cookie)
-                else:
-                    reply.queue(pieces)
-            return True
+        for request in requests:
+            command = request.command
+            if command in (p.CMD_DISC, p.CMD_FLUSH):
+                if held:
+                    self._group_flush(export, held, structured, reply)
+                reply.send()  # before the flush's wait (or the goodbye)
+            if command == p.CMD_DISC:
+                _goodbye(sock)
+                return False
+            err = p.check(request, size=size, export_flags=flags, structured=structured, meta=meta)
+            if err:
+                reply.queue([self._error(request, err, structured)])
+                continue
+            later = bool(request.flags & p.CMD_FLAG_FUA) and command in _GROUPED
+            pieces = self._execute(export, request, ready, reply, fua=not later)
+            if later and pieces[0] is _DONE:
+                held.append(request.cookie)
+            else:
+                reply.queue(pieces)
+        return True
 
     def _group_flush(self, export: Export, held: list[int], structured: bool, reply: _Replies) -> None:
         # Held requests are WRITE, WRITE_ZEROES and TRIM: their replies are simple even with structured replies.

@@ -24,6 +24,7 @@ import fcntl
 import heapq
 import itertools
 import os
+import re
 import sqlite3
 import threading
 import weakref
@@ -337,6 +338,41 @@ def _set_bit(bitmap: bytearray, slot: int) -> None:
     if index >= len(bitmap):
         bitmap.extend(bytes(max(index + 1, 2 * len(bitmap)) - len(bitmap)))
     bitmap[index] |= 1 << (slot & 7)
+
+
+_BYTE_RUNS: Final = re.compile(rb"\x00+|\xff+|[\x01-\xfe]")
+
+
+def _bitmap_runs(bitmap: bytes | bytearray, skip: int, count: int) -> list[tuple[int, bool]]:
+    """(bits, set) runs of bitmap bits skip .. skip + count - 1 (bit i is bitmap[i >> 3] >> (i & 7) & 1).
+
+    Whole 0x00 and 0xff bytes are taken a run at a time by the regex engine; only mixed bytes go bit by bit."""
+    runs: list[tuple[int, bool]] = []
+
+    def add(bits: int, value: bool) -> None:
+        if runs and runs[-1][1] == value:
+            runs[-1] = (runs[-1][0] + bits, value)
+        else:
+            runs.append((bits, value))
+
+    for match in _BYTE_RUNS.finditer(bitmap):
+        byte = bitmap[match.start()]
+        if byte in (0, 0xFF):
+            add(8 * (match.end() - match.start()), byte == 0xFF)
+        else:
+            for bit in range(8):
+                add(1, bool(byte >> bit & 1))
+    # Clip the whole-byte runs to [skip, skip + count).
+    out: list[tuple[int, bool]] = []
+    pos, end = 0, skip + count
+    for bits, value in runs:
+        lo, hi = max(pos, skip), min(pos + bits, end)
+        if hi > lo:
+            out.append((hi - lo, value))
+        pos += bits
+        if pos >= end:
+            break
+    return out
 
 
 def _clear_bit(bitmap: bytearray, slot: int) -> None:
@@ -663,6 +699,20 @@ class VolumeStore:
         with self._lock:
             self._check_open()
             return self._has_unit_locked(index)
+
+    def held_runs(self, first: int, count: int) -> list[tuple[int, bool]]:
+        """(units, held) runs covering units first .. first + count - 1: has_unit for a whole range at bitmap speed
+        (base:allocation over a mostly empty 50 GB volume asks about ~800 000 units)."""
+        with self._lock:
+            self._check_open()
+            lo = first >> 3
+            chunk = bytearray(self._held[lo : (first + count + 7) >> 3])
+            chunk.extend(bytes(((first + count + 7) >> 3) - lo - len(chunk)))
+            base = lo << 3
+            for unit in self._pending:
+                if first <= unit < first + count:
+                    chunk[(unit - base) >> 3] |= 1 << (unit & 7)
+        return _bitmap_runs(chunk, first - base, count)
 
     def write_unit_if_absent(self, index: int, plaintext: bytes) -> bool:
         """Atomically write a whole unit unless the volume already holds it; True if written.
