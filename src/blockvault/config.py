@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,6 +148,16 @@ def _names(value: object) -> str | list[str]:
     raise InvalidArgument(field="regions", reason=f"{value!r} is not a list of names")
 
 
+def _loopback_url(url: str) -> bool:
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def parse_topology(
     served: str | Iterable[str], peers: str | Iterable[str], regions: tuple[RegionSettings, ...]
 ) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
@@ -167,6 +179,12 @@ def parse_topology(
         name, url = name.strip(), url.strip().rstrip("/")
         if not sep or not url.startswith(("http://", "https://")):
             raise InvalidArgument(field="peer", reason=f"{text!r} is not <region>=http://host:port")
+        if url.startswith("http://") and not _loopback_url(url):
+            # Peer calls carry volume data in plaintext: plain HTTP only inside one host (regions.md "Security").
+            raise InvalidArgument(
+                field="peer",
+                reason=f"{text!r}: a peer on another host needs an https:// URL (plain http is loopback only)",
+            )
         if name not in known:
             raise InvalidArgument(field="peer", reason=f"{name!r} is not one of {', '.join(sorted(known))}")
         if name in names or any(name == n for n, _ in out):

@@ -75,9 +75,15 @@ def test_topology_parsing() -> None:
     assert served == ("us-ashburn-1",)
     assert peers == (("us-phoenix-1", "http://127.0.0.1:8081"),)
     # served defaults to every region no peer serves
-    assert parse_topology((), "us-ashburn-1=http://h:1", DEFAULT_REGIONS) == (
+    assert parse_topology((), "us-ashburn-1=https://h:1", DEFAULT_REGIONS) == (
         ("us-phoenix-1",),
-        (("us-ashburn-1", "http://h:1"),),
+        (("us-ashburn-1", "https://h:1"),),
+    )
+    assert parse_topology((), "us-ashburn-1=http://localhost:1", DEFAULT_REGIONS)[1] == (
+        ("us-ashburn-1", "http://localhost:1"),
+    )
+    assert parse_topology((), "us-ashburn-1=http://[::1]:1", DEFAULT_REGIONS)[1] == (
+        ("us-ashburn-1", "http://[::1]:1"),
     )
     assert parse_topology((), (), DEFAULT_REGIONS) == ((), ())
 
@@ -88,10 +94,10 @@ def test_topology_parsing() -> None:
         ("eu-frankfurt-1", ()),
         ((), ["us-phoenix-1"]),
         ((), ["us-phoenix-1=ftp://x"]),
-        ((), ["eu-frankfurt-1=http://x:1"]),
-        ("us-ashburn-1", ["us-ashburn-1=http://x:1"]),
-        ((), ["us-phoenix-1=http://x:1", "us-phoenix-1=http://y:1"]),
-        ((), ["us-phoenix-1=http://x:1", "us-ashburn-1=http://y:1"]),
+        ((), ["eu-frankfurt-1=https://x:1"]),
+        ("us-ashburn-1", ["us-ashburn-1=https://x:1"]),
+        ((), ["us-phoenix-1=https://x:1", "us-phoenix-1=https://y:1"]),
+        ((), ["us-phoenix-1=https://x:1", "us-ashburn-1=https://y:1"]),
     ],
 )
 def test_bad_topologies_are_refused(served: object, peers: object) -> None:
@@ -99,14 +105,21 @@ def test_bad_topologies_are_refused(served: object, peers: object) -> None:
         parse_topology(served, peers, DEFAULT_REGIONS)
 
 
+@pytest.mark.parametrize("url", ["http://10.0.0.5:8081", "http://peer.example:8081", "http://0.0.0.0:1"])
+def test_plain_http_peer_off_loopback_is_refused(url: str) -> None:
+    """Peer calls carry plaintext volume data: plain http only to this host; another host needs https."""
+    with pytest.raises(InvalidArgument, match="https"):
+        parse_topology((), [f"us-phoenix-1={url}"], DEFAULT_REGIONS)
+
+
 def test_settings_give_each_region_its_endpoint(tmp_path: Path) -> None:
     settings = Settings.from_env(
-        {}, data_dir=str(tmp_path), port=8080, served_regions="us-ashburn-1", peers=["us-phoenix-1=http://h:8081"]
+        {}, data_dir=str(tmp_path), port=8080, served_regions="us-ashburn-1", peers=["us-phoenix-1=https://h:8081"]
     )
     assert [rs.name for rs in settings.served] == ["us-ashburn-1"]
     assert [rs.name for rs in settings.reachable] == ["us-ashburn-1", "us-phoenix-1"]
     assert settings.region_url("us-ashburn-1") == "http://127.0.0.1:8080/us-ashburn-1"
-    assert settings.region_url("us-phoenix-1") == "http://h:8081/us-phoenix-1"
+    assert settings.region_url("us-phoenix-1") == "https://h:8081/us-phoenix-1"
     single = Settings.from_env({}, data_dir=str(tmp_path))
     assert single.served == single.regions
     assert single.peers == ()
