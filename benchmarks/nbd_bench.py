@@ -11,7 +11,9 @@ with nbdcopy --request-size=1M into null: (anchor disks are exactly SIZE; blockv
 of data and nbdcopy skips its holes by base:allocation).
 Random: qemu-io `aio_write`/`aio_read`, 4 KiB at random aligned offsets, 64 in flight. Also the machine's
 durable write ceiling: pwrite 1 MiB + fsync at the end, into a file in the work dir. Prints MB/s and IOPS with
-ratios to (c), (e) and the faster of the two LUKS servers. Needs qemu-utils, libnbd-bin, nbdkit (scripts/setup).
+ratios to (c), (e) and the faster of the two LUKS servers. Round r (--repeat) measures the servers in an order
+rotated by r, so no server always runs first on the coldest page cache. Needs qemu-utils, libnbd-bin, nbdkit
+(scripts/setup).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 MIB = 1 << 20
@@ -101,7 +104,9 @@ def main() -> int:
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--rand-ops", type=int, default=20000)
     ap.add_argument("--workdir")
-    ap.add_argument("--repeat", type=int, default=1, help="rounds per server; the median of each figure is shown")
+    ap.add_argument("--repeat", type=int, default=1, help="rounds; the median of each figure is shown")
+    ap.add_argument("--rounds", action="store_true", help="also print every round's figures")
+    ap.add_argument("--only-blockvault", action="store_true", help="measure (a) alone (for A/B runs of a change)")
     args = ap.parse_args()
     for tool in ("nbdcopy", "qemu-img", "qemu-io", "qemu-nbd", "nbdkit"):
         if shutil.which(tool) is None:
@@ -113,15 +118,17 @@ def main() -> int:
     with src.open("wb") as fh:
         for _ in range(args.size_mib):
             fh.write(os.urandom(MIB))
-        # Durable before any measurement: its writeback would otherwise compete with the first server's (a) writes.
+        # Durable before any measurement: its writeback would otherwise compete with the first server's writes.
         fh.flush()
         os.fsync(fh.fileno())
     disk = size  # the anchors' disks: a sequential read moves exactly the SIZE bytes written
-    results: dict[str, dict[str, float]] = {}
     procs: list[subprocess.Popen[bytes]] = []
+    secret = work / "secret.txt"
+    secret.write_text(SECRET)
+    raw, luks = work / "raw.img", work / "luks.img"
 
-    def serve(cmd: list[str], port: int) -> None:
-        procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    def serve(cmd: list[str], port: int, env: dict[str, str] | None = None) -> None:
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
         wait_port(port)
 
     def stop_all() -> None:
@@ -130,165 +137,120 @@ def main() -> int:
             proc.wait(timeout=30)
         procs.clear()
 
-    def measure(name: str, uri: str) -> None:
-        runs = []
-        for _ in range(args.repeat):
-            w, r = seq(uri, src, size)
-            rw, rr = rand_io(uri, args.rand_ops, min(disk, 1 << 30))
-            runs.append((w, r, rw, rr))
-        # The median of each figure over --repeat rounds (the machine is shared: single rounds jump by 30-100 %).
-        w, r, rw, rr = (statistics.median(column) for column in zip(*runs, strict=True))
-        results[name] = {"seq_write_MBps": w, "seq_read_MBps": r, "rand_write_iops": rw, "rand_read_iops": rr}
-        print(
-            f"{name:<28} write {w:8.1f} MB/s  read {r:8.1f} MB/s  4k write {rw:8.0f} IOPS  4k read {rr:8.0f} IOPS",
-            flush=True,
-        )
+    bv_uri: list[str] = []  # blockvault's attachment URI, made on its first start and kept across restarts
 
-    secret = work / "secret.txt"
-    secret.write_text(SECRET)
-    try:
-        # (a) blockvault
-        port, nbd_port = free_port(), free_port()
+    def start_blockvault() -> str:
         data_dir = work / "bv"
         env = {k: v for k, v in os.environ.items() if not k.startswith("BLOCKVAULT_")}
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "blockvault",
-                    "serve",
-                    "--data-dir",
-                    str(data_dir),
-                    "--port",
-                    str(port),
-                    "--nbd-port",
-                    str(nbd_port),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                env=env,
-            )
-        )
-        wait_port(port)
+        port = free_port()
+        nbd_port = int(bv_uri[0].split(":")[2].split("/")[0]) if bv_uri else free_port()
+        cmd = [sys.executable, "-m", "blockvault", "serve", "--data-dir", str(data_dir), "--port", str(port)]
+        serve([*cmd, "--nbd-port", str(nbd_port)], port, env)
         wait_port(nbd_port)
-        cli_env = {**env, "BLOCKVAULT_DATA_DIR": str(data_dir)}
+        if not bv_uri:
+            cli_env = {**env, "BLOCKVAULT_DATA_DIR": str(data_dir)}
 
-        def bv(*a: str) -> dict[str, object]:
-            out = subprocess.run(
-                [sys.executable, "-m", "blockvault", *a], env=cli_env, check=True, capture_output=True, text=True
-            ).stdout
-            return dict(json.loads(out)["data"])
+            def bv(*a: str) -> dict[str, object]:
+                out = subprocess.run(
+                    [sys.executable, "-m", "blockvault", *a], env=cli_env, check=True, capture_output=True, text=True
+                ).stdout
+                return dict(json.loads(out)["data"])
 
-        tenancy = json.loads((data_dir / "blockvault.json").read_text())["tenancyId"]
-        vol = bv(
-            "bv",
-            "volume",
-            "create",
-            "--compartment-id",
-            tenancy,
-            "--availability-domain",
-            "bvlt:US-ASHBURN-AD-1",
-            "--size-in-gbs",
-            "50",
-            "--wait-for-state",
-            "AVAILABLE",
-        )
-        att = bv("volume", "attach", str(vol["id"]))
-        measure("(a) blockvault", str(att["uri"]))
-        stop_all()
-        # (b) qemu-nbd raw
-        raw = work / "raw.img"
-        subprocess.run(["qemu-img", "create", "-f", "raw", str(raw), str(disk)], check=True, capture_output=True)
+            tenancy = json.loads((data_dir / "blockvault.json").read_text())["tenancyId"]
+            ad = "bvlt:US-ASHBURN-AD-1"
+            create = ["--compartment-id", tenancy, "--availability-domain", ad, "--size-in-gbs", "50"]
+            vol = bv("bv", "volume", "create", *create, "--wait-for-state", "AVAILABLE")
+            bv_uri.append(str(bv("volume", "attach", str(vol["id"]))["uri"]))
+        return bv_uri[0]
+
+    def start_qemu_raw() -> str:
+        make_raw_image()
         port = free_port()
-        serve(
-            [
-                "qemu-nbd",
-                "--persistent",
-                "-f",
-                "raw",
-                "-p",
-                str(port),
-                "-b",
-                "127.0.0.1",
-                "-x",
-                "x",
-                "--cache=none",
-                "--aio=native",
-                "-e",
-                "8",
-                str(raw),
-            ],
-            port,
-        )
-        measure("(b) qemu-nbd raw", f"nbd://127.0.0.1:{port}/x")
-        stop_all()
-        # (c) qemu-nbd LUKS
-        luks = work / "luks.img"
-        subprocess.run(
-            [
-                "qemu-img",
-                "create",
-                "--object",
-                f"secret,id=s0,file={secret}",
-                "-f",
-                "luks",
-                "-o",
-                "key-secret=s0,iter-time=10",
-                str(luks),
-                str(disk),
-            ],
-            check=True,
-            capture_output=True,
-        )
+        opts = ["--persistent", "-f", "raw", "-p", str(port), "-b", "127.0.0.1", "-x", "x"]
+        serve(["qemu-nbd", *opts, "--cache=none", "--aio=native", "-e", "8", str(raw)], port)
+        return f"nbd://127.0.0.1:{port}/x"
+
+    def make_luks_image() -> None:
+        if not luks.exists():
+            subprocess.run(
+                [
+                    "qemu-img",
+                    "create",
+                    "--object",
+                    f"secret,id=s0,file={secret}",
+                    "-f",
+                    "luks",
+                    "-o",
+                    "key-secret=s0,iter-time=10",
+                    str(luks),
+                    str(disk),
+                ],
+                check=True,
+                capture_output=True,
+            )
+
+    def start_qemu_luks() -> str:
+        make_luks_image()
         port = free_port()
-        serve(
-            [
-                "qemu-nbd",
-                "--persistent",
-                "--object",
-                f"secret,id=s0,file={secret}",
-                "--image-opts",
-                "-p",
-                str(port),
-                "-b",
-                "127.0.0.1",
-                "-x",
-                "x",
-                "-e",
-                "8",
-                f"driver=luks,key-secret=s0,file.filename={luks}",
-            ],
-            port,
-        )
-        measure("(c) qemu-nbd luks", f"nbd://127.0.0.1:{port}/x")
-        stop_all()
-        # (d) nbdkit file
+        opts = ["--persistent", "--object", f"secret,id=s0,file={secret}", "--image-opts"]
+        opts += ["-p", str(port), "-b", "127.0.0.1", "-x", "x", "-e", "8"]
+        serve(["qemu-nbd", *opts, f"driver=luks,key-secret=s0,file.filename={luks}"], port)
+        return f"nbd://127.0.0.1:{port}/x"
+
+    def start_nbdkit_file() -> str:
+        make_raw_image()
         port = free_port()
         serve(["nbdkit", "-f", "-i", "127.0.0.1", "-p", str(port), "file", str(raw)], port)
-        measure("(d) nbdkit file", f"nbd://127.0.0.1:{port}/")
-        stop_all()
-        # (e) nbdkit file --filter=luks
+        return f"nbd://127.0.0.1:{port}/"
+
+    def make_raw_image() -> None:
+        if not raw.exists():
+            subprocess.run(["qemu-img", "create", "-f", "raw", str(raw), str(disk)], check=True, capture_output=True)
+
+    def start_nbdkit_luks() -> str:
+        make_luks_image()
         port = free_port()
-        serve(
-            [
-                "nbdkit",
-                "-f",
-                "-i",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "--filter=luks",
-                "file",
-                str(luks),
-                f"passphrase=+{secret}",
-            ],
-            port,
-        )
-        measure("(e) nbdkit file+luks", f"nbd://127.0.0.1:{port}/")
-        stop_all()
+        opts = ["-f", "-i", "127.0.0.1", "-p", str(port), "--filter=luks"]
+        serve(["nbdkit", *opts, "file", str(luks), f"passphrase=+{secret}"], port)
+        return f"nbd://127.0.0.1:{port}/"
+
+    servers: list[tuple[str, Callable[[], str]]] = [
+        ("(a) blockvault", start_blockvault),
+        ("(b) qemu-nbd raw", start_qemu_raw),
+        ("(c) qemu-nbd luks", start_qemu_luks),
+        ("(d) nbdkit file", start_nbdkit_file),
+        ("(e) nbdkit file+luks", start_nbdkit_luks),
+    ]
+    if args.only_blockvault:
+        servers = servers[:1]
+    runs: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name, _ in servers}
+    try:
+        # Round r measures the servers in an order rotated by r: none always runs first, on the coldest page cache
+        # (on this VM the first writes into never-touched memory cost up to 2x the kernel time; nbd.md).
+        for r in range(args.repeat):
+            for name, start in servers[r % len(servers) :] + servers[: r % len(servers)]:
+                uri = start()
+                w, rd = seq(uri, src, size)
+                rw, rr = rand_io(uri, args.rand_ops, min(disk, 1 << 30))
+                stop_all()
+                runs[name].append((w, rd, rw, rr))
+                if args.rounds:
+                    print(
+                        f"  round {r + 1} {name}: write {w:.1f} MB/s  read {rd:.1f} MB/s  "
+                        f"4k write {rw:.0f}  4k read {rr:.0f}",
+                        flush=True,
+                    )
     finally:
         stop_all()
+    results: dict[str, dict[str, float]] = {}
+    for name, _ in servers:
+        # The median of each figure over --repeat rounds (the machine is shared: single rounds jump by 30-100 %).
+        w, rd, rw, rr = (statistics.median(column) for column in zip(*runs[name], strict=True))
+        results[name] = {"seq_write_MBps": w, "seq_read_MBps": rd, "rand_write_iops": rw, "rand_read_iops": rr}
+        print(f"{name:<28} write {w:8.1f} MB/s  read {rd:8.1f} MB/s  4k write {rw:8.0f} IOPS  4k read {rr:8.0f} IOPS")
+    if args.only_blockvault:
+        shutil.rmtree(work, ignore_errors=True)
+        return 0
     ceil = statistics.median(ceiling(work / "ceiling.bin", size) for _ in range(args.repeat))
     print(f"durable write ceiling (pwrite 1 MiB + fsync): {ceil:.1f} MB/s")
     a = results["(a) blockvault"]
