@@ -166,6 +166,7 @@ _OPTION_REPLY = struct.Struct(">QIII")
 _REQUEST = struct.Struct(">IHHQQI")
 _SIMPLE_REPLY = struct.Struct(">IIQ")
 _STRUCTURED = struct.Struct(">IHHQI")
+_DATA_CHUNK = struct.Struct(">IHHQIQ")  # a structured reply header + the OFFSET_DATA offset, packed at once
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
@@ -608,7 +609,8 @@ def chunk_hole(cookie: int, offset: int, length: int, *, done: bool) -> bytes:
 
 def chunk_data_header(cookie: int, offset: int, length: int, *, done: bool) -> bytes:
     """Header of an OFFSET_DATA chunk: the caller sends `length` data bytes after it (no copy here)."""
-    return chunk_header(cookie, REPLY_TYPE_OFFSET_DATA, 8 + length, done=done) + _U64.pack(offset)
+    flags = REPLY_FLAG_DONE if done else 0
+    return _DATA_CHUNK.pack(STRUCTURED_REPLY_MAGIC, flags, REPLY_TYPE_OFFSET_DATA, cookie, 8 + length, offset)
 
 
 def chunk_block_status(cookie: int, context_id: int, extents: Sequence[tuple[int, int]], *, done: bool) -> bytes:

@@ -16,6 +16,7 @@ flipped, moved to another unit, replayed from an older write or copied from anot
 
 from __future__ import annotations
 
+import functools
 import struct
 from typing import Final
 
@@ -129,7 +130,13 @@ _AAD_VOLUME: Final = _part("volume")
 
 def unit_aad(volume_id: str, index: int, seq: int) -> bytes:
     """The AAD of one unit: encode_context({"volume": volume_id, "unit": str(index), "seq": str(seq)})."""
-    return _AAD_HEAD + _part(str(seq)) + _AAD_UNIT + _part(str(index)) + _AAD_VOLUME + _part(volume_id)
+    return b"".join((_AAD_HEAD, _part(str(seq)), _AAD_UNIT, _part(str(index)), _volume_part(volume_id)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _volume_part(volume_id: str) -> bytes:
+    """The AAD's constant tail for one volume (built once: a store computes an AAD per unit it reads or writes)."""
+    return _AAD_VOLUME + _part(volume_id)
 
 
 def unit_aad_reference(volume_id: str, index: int, seq: int) -> bytes:
