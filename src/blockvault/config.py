@@ -148,14 +148,13 @@ def _names(value: object) -> str | list[str]:
     raise InvalidArgument(field="regions", reason=f"{value!r} is not a list of names")
 
 
-def _loopback_url(url: str) -> bool:
-    host = urllib.parse.urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an address, with an optional IPv6 zone, or "localhost") is this machine: the only place
+    plaintext may travel (NBD plain exports, plain-http peers)."""
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
     except ValueError:
-        return False
+        return host == "localhost"
 
 
 def parse_topology(
@@ -179,7 +178,7 @@ def parse_topology(
         name, url = name.strip(), url.strip().rstrip("/")
         if not sep or not url.startswith(("http://", "https://")):
             raise InvalidArgument(field="peer", reason=f"{text!r} is not <region>=http://host:port")
-        if url.startswith("http://") and not _loopback_url(url):
+        if url.startswith("http://") and not is_loopback(urllib.parse.urlsplit(url).hostname or ""):
             # Peer calls carry volume data in plaintext: plain HTTP only inside one host (regions.md "Security").
             raise InvalidArgument(
                 field="peer",

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import ipaddress
 import logging
 import select
 import socket
@@ -23,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from blockvault.config import is_loopback
 from blockvault.errors import KeyUnusable
 from blockvault.nbd import protocol as p
 from blockvault.nbd.export import Export, errno_of
@@ -60,13 +60,6 @@ class Target:
 Resolver = Callable[[str], "Target | None"]
 # accept_certificate(SHA-256 fingerprint of the peer's certificate) -> whether it belongs to a live attachment.
 CertificateCheck = Callable[[bytes], bool]
-
-
-def is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host.split("%")[0]).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 class NbdServer:
