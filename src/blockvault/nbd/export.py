@@ -80,12 +80,13 @@ class VolumeExport:
     every write acknowledged before it durable, whichever connection sent it (nbd.md F2), so CAN_MULTI_CONN holds.
     TRIM is advisory in NBD and the v1 store cannot deallocate (volume-format.md I8): it succeeds without effect.
 
-    Batches (nbd.md K1, K3): inside `batch()` (the server wraps the requests of one receive in it) READ, WRITE and
-    FLUSH use one lease of the store for the whole batch instead of one per request. Each request still compares
+    Batches (nbd.md K1, K3): inside `batch()` (the server wraps a connection's whole request loop in it) READ, WRITE
+    and FLUSH use one lease of the store instead of one per request. Each request still compares
     the service's generation with the one the lease was taken under; if it moved (a key state change, a detach),
     the lease is returned and the session re-validates before the request runs, exactly as a fresh request would.
-    The lease is returned when the batch ends, before the connection waits for its client, so an idle connection
-    holds no store. A hydrating clone is never batched (its session re-reads the volume row on every request).
+    The server calls `idle()` whenever the connection is about to wait (for its client, or on a full socket), so an
+    idle connection holds no store. A hydrating clone is never batched (its session re-reads the volume row on
+    every request).
     """
 
     def __init__(self, session: DataSession, generation: Callable[[], int] | None = None) -> None:

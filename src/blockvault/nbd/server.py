@@ -252,8 +252,8 @@ class _Replies:
     READs are decrypted into the next free part of a reused arena (`Export.pread_into`) and their replies queued
     (`queue`), not sent; `send` sends everything queued in one sendmsg (or a few) and frees the arena for reuse.
     The queue is sent when it holds OUTPUT_THRESHOLD bytes, when the arena is full, before anything that may block
-    for long (a flush) and before the connection receives again: so a READ allocates nothing and a receive's
-    worth of small replies costs one system call. Exports without `pread_into` (test doubles) use `pread`."""
+    for long (a flush) and before the connection waits for its client: so a READ allocates nothing and a burst of
+    small replies costs one system call. Exports without `pread_into` (test doubles) use `pread`."""
 
     def __init__(self, sock: socket.socket, export: Export) -> None:
         self._sock = sock
