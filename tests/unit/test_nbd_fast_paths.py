@@ -170,6 +170,43 @@ def test_fua_writes_of_one_batch_share_one_flush() -> None:
         srv.stop()
 
 
+def group(wait: server_mod.GroupWait, held: int, last: int, *, gained: bool) -> int:
+    """One group as the server runs it: ask for the wait (twice: the decision holds for the group), report."""
+    chosen = wait.wait_ms(held, last)
+    assert wait.wait_ms(held, last) == chosen
+    if chosen and gained:
+        wait.arrived()
+    wait.flushed()
+    return chosen
+
+
+def test_group_wait_stops_waiting_for_a_client_whose_window_is_full() -> None:
+    """F1: qemu (16 requests in flight at most) gains nothing by a wait; after one such group the groups flush at
+    once, and every PROBE_GROUPS-th group waits again."""
+    wait = server_mod.GroupWait()
+    ms, probe = server_mod.GROUP_WAIT_MS, server_mod.PROBE_GROUPS
+    assert group(wait, 16, 0, gained=False) == ms  # waits at first
+    chosen = [group(wait, 16, 16, gained=False) for _ in range(3 * probe)]
+    assert chosen == ([0] * (probe - 1) + [ms]) * 3
+
+
+def test_group_wait_keeps_waiting_while_waits_bring_requests() -> None:
+    wait = server_mod.GroupWait()
+    ms = server_mod.GROUP_WAIT_MS
+    assert [group(wait, 2, 8, gained=True) for _ in range(40)] == [ms] * 40
+    assert group(wait, 2, 8, gained=False) == ms  # this wait brought nothing ...
+    assert group(wait, 2, 8, gained=True) == 0  # ... so the next group does not wait (nothing to gain from)
+    probes = [group(wait, 2, 8, gained=True) for _ in range(server_mod.PROBE_GROUPS - 1)]
+    assert probes == [0] * (server_mod.PROBE_GROUPS - 2) + [ms]  # the probe, PROBE_GROUPS after the last wait, gains
+    assert group(wait, 2, 8, gained=False) == ms  # ... so waiting resumes
+
+
+def test_group_wait_never_waits_with_one_request_in_flight() -> None:
+    wait = server_mod.GroupWait()
+    assert [group(wait, 1, 1, gained=False) for _ in range(3 * server_mod.PROBE_GROUPS)] == [0] * 48
+    assert wait.wait_ms(1, 0) == 0
+
+
 def test_replies_to_one_receive_leave_together(monkeypatch: pytest.MonkeyPatch) -> None:
     """16 pipelined READs sent at once are answered with fewer sendmsg calls than replies (reply queueing)."""
     sends: list[int] = []

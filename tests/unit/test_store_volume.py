@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from blockvault.crypto.envelope import encode_context
 from blockvault.errors import Conflict, DecryptionFailed, IntegrityError, InvalidArgument, NotFound
@@ -82,6 +83,25 @@ def disk_usage(directory: Path) -> int:
 def test_unit_aad_fast_path_matches_encode_context(volume_id: str, unit: int, seq: int) -> None:
     expected = encode_context({"volume": volume_id, "unit": str(unit), "seq": str(seq)})
     assert fmt.unit_aad(volume_id, unit, seq) == expected == fmt.unit_aad_reference(volume_id, unit, seq)
+
+
+@pytest.mark.parametrize(
+    ("volume_id", "unit", "seq", "piece"), [("v", 0, 1, 0), (VOLUME, 123456, 2**32, 3), ("é/ü", 7, 0, 2)]
+)
+def test_piece_aad_fast_path_matches_encode_context(volume_id: str, unit: int, seq: int, piece: int) -> None:
+    expected = encode_context({"volume": volume_id, "unit": str(unit), "seq": str(seq), "piece": str(piece)})
+    assert (
+        fmt.piece_aad(volume_id, unit, seq, piece) == expected == fmt.piece_aad_reference(volume_id, unit, seq, piece)
+    )
+    assert expected != fmt.unit_aad(volume_id, unit, seq)  # a v2 piece never authenticates as a v1 unit
+
+
+def test_row_pieces_reads_the_layout_from_the_lengths() -> None:
+    n, t = fmt.NONCE_SIZE, fmt.TAG_SIZE
+    assert fmt.row_pieces(bytes(n), bytes(t)) == 1
+    assert fmt.row_pieces(bytes(n * fmt.PIECES), bytes(t * fmt.PIECES)) == fmt.PIECES
+    for nonce, tag in [(bytes(n), bytes(t * fmt.PIECES)), (bytes(n * 2), bytes(t * 2)), (b"", b""), (bytes(n), b"x")]:
+        assert fmt.row_pieces(nonce, tag) == 0
 
 
 def test_unit_count_rounds_up() -> None:
@@ -176,14 +196,14 @@ def test_repeated_overwrites_reuse_space(make_store: Callable[..., VolumeStore],
     assert store.read(0, 4 * U) == pattern(4 * U, 19)
 
 
-def test_seq_counts_unit_writes_and_persists(make_store: Callable[..., VolumeStore], vol_dir: Path) -> None:
+def test_seq_counts_seals_and_persists(make_store: Callable[..., VolumeStore], vol_dir: Path) -> None:
     store = make_store()
-    store.write(U - 1, b"ab")  # two units
+    store.write(U - 1, b"ab")  # two units, sealed in PIECES pieces each
     store.write(0, b"c")
-    assert store.seq == 3
+    assert store.seq == 3 * fmt.PIECES
     store.close()
     with reopen(vol_dir) as again:
-        assert again.seq == 3
+        assert again.seq == 3 * fmt.PIECES
 
 
 def test_resize_grows_and_refuses_to_shrink(make_store: Callable[..., VolumeStore], vol_dir: Path) -> None:
@@ -247,7 +267,7 @@ def test_crash_before_flush_keeps_old_data_per_unit(
             data.write(pattern(U, 1000 + slot))
     with VolumeStore.open(copy, volume_id=VOLUME, dek=DEK) as recovered:
         assert recovered.read(0, 4 * U) == old
-        assert recovered.seq == 4
+        assert recovered.seq == 4  # 4 whole-unit writes: one seal each
         recovered.write(0, b"after")  # the rebuilt allocator must not hand out a referenced slot
         recovered.flush()
         assert recovered.read(0, 4 * U) == b"after" + old[5:]
@@ -298,7 +318,7 @@ def test_writes_after_snapshot_do_not_change_it(make_store: Callable[..., Volume
         assert reader.read(0, 4 * U) == before
         assert [reader.read_unit(i) for i in range(4)] == [before[i * U : (i + 1) * U] for i in range(4)]
         assert reader.size == 4 * U
-        assert reader.seq == 4
+        assert reader.seq == 4  # 4 whole-unit writes: one seal each
         assert reader.units() == [(0, 1), (1, 2), (2, 3), (3, 4)]
     assert store.read(100, 3 * U) == pattern(3 * U, 2)
 
@@ -491,9 +511,9 @@ def test_open_checks_identity_key_and_version(make_store: Callable[..., VolumeSt
     with pytest.raises(ValueError, match="32 bytes"):
         VolumeStore.open(vol_dir, volume_id=VOLUME, dek=b"short")
     with sqlite3.connect(vol_dir / fmt.MAP_FILE) as conn:
-        conn.execute("UPDATE meta SET value = 2 WHERE key = 'format_version'")
+        conn.execute("UPDATE meta SET value = 3 WHERE key = 'format_version'")
     conn.close()
-    with pytest.raises(IntegrityError, match="unsupported volume format version 2"):
+    with pytest.raises(IntegrityError, match="unsupported volume format version 3"):
         reopen(vol_dir)
 
 
@@ -621,6 +641,112 @@ def test_replayed_old_slot_content_is_an_integrity_error(tamper_store: VolumeSto
         tamper_store.read(0, 1)
 
 
+def piece_bytes(unit_bytes: bytes, piece: int) -> bytes:
+    return unit_bytes[piece * fmt.PIECE_SIZE : (piece + 1) * fmt.PIECE_SIZE]
+
+
+def test_a_piece_authenticates_alone_and_only_in_its_place(tamper_store: VolumeStore, vol_dir: Path) -> None:
+    """Pieces swapped within a unit fail, with or without their nonces and tags (the AAD binds the piece index);
+    a read of only an untouched piece of the same unit still returns its data (it is authenticated on its own)."""
+    p = fmt.PIECE_SIZE
+    tamper_store.write(U + 1, KNOWN[U + 1 : 2 * U])  # unit 1 rewritten in part: sealed in pieces
+    tamper_store.flush()
+    slot = slot_of(vol_dir, 1)
+    with open(vol_dir / fmt.DATA_FILE, "r+b") as data:
+        data.seek(slot * U)
+        sealed = data.read(U)
+        data.seek(slot * U)
+        data.write(piece_bytes(sealed, 1) + piece_bytes(sealed, 0) + sealed[2 * p :])
+    for piece in (0, 1):
+        with pytest.raises(IntegrityError):
+            tamper_store.read(U + piece * p, 4096)
+    out = bytearray(4096)  # read_into inside one unit opens only the pieces it returns (the NBD READ path)
+    tamper_store.read_into(U + 2 * p, out)
+    assert out == KNOWN[U + 2 * p : U + 2 * p + 4096]
+    with pytest.raises(IntegrityError):
+        tamper_store.read_into(U + p - 2048, out)  # straddles pieces 0 and 1
+    tamper_store.close()
+    with sqlite3.connect(vol_dir / fmt.MAP_FILE) as conn:
+        nonce, tag = conn.execute("SELECT nonce, tag FROM map WHERE unit = 1").fetchone()
+        n, t = fmt.NONCE_SIZE, fmt.TAG_SIZE
+        conn.execute(
+            "UPDATE map SET nonce = ?, tag = ? WHERE unit = 1",
+            (nonce[n : 2 * n] + nonce[:n] + nonce[2 * n :], tag[t : 2 * t] + tag[:t] + tag[2 * t :]),
+        )
+    conn.close()
+    with reopen(vol_dir) as store:
+        for piece in (0, 1):
+            with pytest.raises(IntegrityError):
+                store.read(U + piece * p, 4096)
+        with pytest.raises(IntegrityError):
+            store.read(U, U)
+
+
+def test_units_written_whole_are_sealed_whole_and_parts_in_pieces(
+    make_store: Callable[..., VolumeStore], vol_dir: Path
+) -> None:
+    with make_store(4 * U) as store:
+        store.write(0, pattern(2 * U))  # units 0 and 1 whole
+        store.write(2 * U + 4096, pattern(4096))  # unit 2 in part
+        store.write(3 * U, pattern(U - 1))  # unit 3 in part (one byte short)
+        store.write(U + 100, b"x")  # unit 1 rewritten in part
+        assert store.seq == 2 + 3 * fmt.PIECES  # the usage meter counts seals
+    with sqlite3.connect(vol_dir / fmt.MAP_FILE) as conn:
+        rows = dict(conn.execute("SELECT unit, length(tag) / 16 FROM map").fetchall())
+    conn.close()
+    assert rows == {0: 1, 1: fmt.PIECES, 2: fmt.PIECES, 3: fmt.PIECES}
+
+
+def test_a_map_row_of_no_known_layout_is_an_integrity_error(tamper_store: VolumeStore, vol_dir: Path) -> None:
+    tamper_store.close()
+    with sqlite3.connect(vol_dir / fmt.MAP_FILE) as conn:
+        conn.execute("UPDATE map SET tag = tag || x'00000000' WHERE unit = 1")  # 20 bytes: no layout
+    conn.close()
+    with reopen(vol_dir) as store:
+        for offset, length in ((U, 1), (U, U), (0, 2 * U)):
+            with pytest.raises(IntegrityError):
+                store.read(offset, length)
+
+
+def test_v1_volumes_stay_readable_and_are_upgraded_on_open(
+    make_store: Callable[..., VolumeStore], vol_dir: Path
+) -> None:
+    """A map written by format v1 (one AES-GCM seal per unit) reads the same in this build, snapshots too; the
+    first open for writing marks it v2 (so a v1 build refuses it) and rewritten units are sealed in pieces."""
+    content = pattern(3 * U, 5)
+    with make_store(3 * U) as store:
+        store.write(0, content)
+        store.snapshot("s")
+    # Re-seal unit 1 as v1 did, in place: one nonce, one tag, the v1 AAD (shared by the live row and the snapshot's).
+    with sqlite3.connect(vol_dir / fmt.MAP_FILE) as conn:
+        slot, seq = conn.execute("SELECT slot, seq FROM map WHERE unit = 1").fetchone()
+        nonce = os.urandom(fmt.NONCE_SIZE)
+        sealed = AESGCM(DEK).encrypt(nonce, content[U : 2 * U], fmt.unit_aad_reference(VOLUME, 1, seq))
+        for table in ("map", "snap_map"):
+            conn.execute(f"UPDATE {table} SET nonce = ?, tag = ? WHERE unit = 1", (nonce, sealed[U:]))
+        conn.execute("UPDATE meta SET value = 1 WHERE key = 'format_version'")
+    conn.close()
+    with open(vol_dir / fmt.DATA_FILE, "r+b") as data:
+        data.seek(slot * U)
+        data.write(sealed[:U])
+    with reopen(vol_dir) as store:
+        assert store.read(0, 3 * U) == content
+        assert store.read(U + 8192, 4096) == content[U + 8192 : U + 12288]  # the single-unit path, v1 row
+        with store.open_snapshot("s") as reader:
+            assert reader.read_unit(1) == content[U : 2 * U]
+        store.write(U + 5, b"new")  # read-modify-write of the v1 unit
+        store.flush()
+        assert store.read(U, 8) == content[U : U + 5] + b"new"
+    with sqlite3.connect(vol_dir / fmt.MAP_FILE) as conn:
+        version = conn.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()[0]
+        live_tag, snap_tag = (
+            conn.execute(f"SELECT tag FROM {t} WHERE unit = 1").fetchone()[0] for t in ("map", "snap_map")
+        )
+    conn.close()
+    assert version == fmt.FORMAT_VERSION == 2
+    assert (len(live_tag), len(snap_tag)) == (fmt.PIECES * fmt.TAG_SIZE, fmt.TAG_SIZE)
+
+
 def test_truncated_data_file_is_an_integrity_error(tamper_store: VolumeStore, vol_dir: Path) -> None:
     os.truncate(vol_dir / fmt.DATA_FILE, U + 10)
     with pytest.raises(IntegrityError):
@@ -638,14 +764,15 @@ def test_clone_must_be_at_least_as_large_as_its_source(
 def test_nonce_usage_bound_is_enforced(make_store: Callable[..., VolumeStore], vol_dir: Path) -> None:
     make_store(4 * U).close()
     with sqlite3.connect(vol_dir / fmt.MAP_FILE) as conn:
-        conn.execute("UPDATE meta SET value = ? WHERE key = 'seq'", (fmt.MAX_UNIT_WRITES_PER_DEK - 1,))
+        # Room for one more unit: a unit write is PIECES seals.
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'seq'", (fmt.MAX_SEALS_PER_DEK - fmt.PIECES,))
     conn.close()
     with reopen(vol_dir) as store:
         with pytest.raises(Conflict, match="2\\^32"):
             store.write(U - 1, b"xy")  # two units: one over the bound, and nothing is written
         assert store.allocated_units() == []
         store.write(0, b"last")
-        assert store.seq == fmt.MAX_UNIT_WRITES_PER_DEK
+        assert store.seq == fmt.MAX_SEALS_PER_DEK
         with pytest.raises(Conflict):
             store.write(0, b"one more")
         assert store.read(0, 4) == b"last"

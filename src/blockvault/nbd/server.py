@@ -239,11 +239,50 @@ ARENA_SIZE: Final = 4 << 20  # per-connection READ buffer (grows for larger READ
 MAX_GROUP: Final = 1024  # FUA requests that may wait for one group flush
 EAGER_REPLIES: Final = 32  # queued reply pieces below which a connection first looks for more requests (no wait)
 GROUP_WAIT_MS: Final = 1  # how long a group of held FUA requests waits for more before its flush (nbd.md F1)
+PROBE_GROUPS: Final = 16  # after a wait that brought nothing, groups flush at once; every PROBE_GROUPS-th tries again
 
 
 # Commands whose FUA is honoured by a group flush (server._answer), and the marker of their held success.
 _GROUPED = frozenset({p.CMD_WRITE, p.CMD_WRITE_ZEROES, p.CMD_TRIM})
 _DONE: Final = b"(held for the group flush: never sent)"
+
+
+class GroupWait:
+    """Whether a group of held FUA requests waits GROUP_WAIT_MS for more before its flush (nbd.md F1), learned per
+    connection. Waiting pays when the client keeps sending while its FUA replies are held; it is pure loss when the
+    client's window is already full: qemu keeps at most 16 requests in flight, so each of its writethrough groups
+    waited 1 ms for nothing (4 KiB FUA writes 2 900-3 000 -> 3 800-3 900 IOPS without the wait). So a group that
+    waited and gained no request makes the next groups flush at once, and every PROBE_GROUPS-th group waits again to
+    see whether the client has changed. Sans-I/O: the server reports what happened."""
+
+    def __init__(self) -> None:
+        self._useful = True  # the last group that waited gained requests by it
+        self._since_probe = 0
+        self._chosen: int | None = None  # the wait of the current group, once decided
+        self._gained = False
+
+    def wait_ms(self, held: int, last_group: int) -> int:
+        """The wait before this group's flush; `held` requests are held, the previous group had `last_group`."""
+        if held <= 1 and last_group <= 1:
+            return 0  # one request in flight at a time: nothing to wait for
+        if self._chosen is None:
+            self._since_probe += 1
+            probe = self._since_probe >= PROBE_GROUPS
+            self._chosen = GROUP_WAIT_MS if self._useful or probe else 0
+            if self._chosen:
+                self._since_probe = 0
+        return self._chosen
+
+    def arrived(self) -> None:
+        """Requests arrived during this group's wait."""
+        self._gained = True
+
+    def flushed(self) -> None:
+        """The group was flushed: judge its wait, start the next group."""
+        if self._chosen:
+            self._useful = self._gained
+        self._chosen = None
+        self._gained = False
 
 
 class _Replies:
@@ -423,6 +462,7 @@ class Connection:
         held: list[int] = []  # cookies of FUA requests executed without FUA: answered after the group flush
         plain = not isinstance(sock, ssl.SSLSocket)  # TLS may hold decrypted bytes select() cannot see
         last_group = 0  # size of the previous group flush
+        group_wait = GroupWait()
         readable = select.poll()  # poll, not select: descriptors may exceed FD_SETSIZE in a busy server
         readable.register(sock, select.POLLIN)
 
@@ -432,15 +472,20 @@ class Connection:
             nonlocal last_group
             if held:
                 if plain and len(held) < MAX_GROUP:
-                    # A pipelining client (its last group had several FUA requests) is likely still sending: give
-                    # it GROUP_WAIT_MS to add more to the group, far less than the two fdatasyncs a flush costs. A
-                    # client with one request in flight never waits.
-                    wait = GROUP_WAIT_MS if len(held) > 1 or last_group > 1 else 0
+                    # A pipelining client (its last group had several FUA requests) may still be sending: give it
+                    # GROUP_WAIT_MS to add more to the group, far less than the two fdatasyncs a flush costs, as
+                    # long as waiting has been bringing requests (GroupWait). A client with one request in flight
+                    # never waits.
+                    if readable.poll(0):
+                        return sock.recv_into(into)  # already here: they join the group (0: EOF)
+                    wait = group_wait.wait_ms(len(held), last_group)
                     if wait:
                         reply.idle()
-                    if readable.poll(wait):
-                        return sock.recv_into(into)  # more requests join the group (0: EOF)
+                        if readable.poll(wait):
+                            group_wait.arrived()  # sent while we waited: the wait paid
+                            return sock.recv_into(into)
                 last_group = len(held)
+                group_wait.flushed()
                 self._group_flush(export, held, ready.structured, reply)
             elif plain and 0 < reply.pending < EAGER_REPLIES:
                 # Requests that arrived meanwhile are answered before these replies leave: one sendmsg and one
@@ -610,4 +655,4 @@ class Connection:
             return [self._error(request, code, ready.structured)]
 
 
-__all__ = ["EXPORT_FLAGS", "CertificateCheck", "NbdServer", "Target", "is_loopback"]
+__all__ = ["EXPORT_FLAGS", "CertificateCheck", "GroupWait", "NbdServer", "Target", "is_loopback"]

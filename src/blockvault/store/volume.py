@@ -43,7 +43,7 @@ from blockvault.errors import (
     Unavailable,
 )
 from blockvault.store import format as fmt
-from blockvault.store.format import NONCE_SIZE, TAG_SIZE, UNIT_SIZE
+from blockvault.store.format import NONCE_SIZE, PIECE_SIZE, PIECES, TAG_SIZE, UNIT_SIZE
 
 __all__ = ["UNIT_SIZE", "SnapshotReader", "VolumeStore", "destroy"]
 
@@ -59,7 +59,7 @@ except (ValueError, OSError):  # pragma: no cover - every POSIX system we run on
     _IOV_MAX = 1024  # type: ignore[misc]
 
 _ZERO_UNIT: Final = bytes(UNIT_SIZE)
-_SEALED_SIZE: Final = UNIT_SIZE + TAG_SIZE
+_SEALED_SIZE: Final = UNIT_SIZE + TAG_SIZE  # a unit's ciphertext and the room to place one tag after it
 # Committed map rows kept in memory (about 250 bytes each: ~8 MiB, the rows of 2 GiB of recently used units), so
 # the steady-state data path does not query map.db. Coherent by construction: only _flush_locked changes the
 # committed live map, and it updates the cache with the rows it commits.
@@ -132,11 +132,10 @@ def _load_meta(conn: sqlite3.Connection, path: Path, volume_id: str, aead: Aead)
     if meta.get("magic") != fmt.MAGIC:
         raise IntegrityError(what=f"volume map {path} (bad magic)")
     version = meta.get("format_version")
-    if version != fmt.FORMAT_VERSION:
+    if version not in fmt.READABLE_VERSIONS:
         # Fail closed on a format we do not know (docs/design/volume-format.md, Versions).
-        raise IntegrityError(
-            f"unsupported volume format version {version!r} in {path}; this build reads {fmt.FORMAT_VERSION}"
-        )
+        readable = ", ".join(map(str, fmt.READABLE_VERSIONS))
+        raise IntegrityError(f"unsupported volume format version {version!r} in {path}; this build reads {readable}")
     if meta.get("volume_id") != volume_id:
         raise IntegrityError(what=f"volume map {path} (belongs to another volume)")
     if meta.get("unit_size") != UNIT_SIZE:
@@ -192,14 +191,21 @@ def _runs(items: Sequence[tuple[int, int]]) -> Iterator[list[tuple[int, int]]]:
         yield run
 
 
+def _rest(buffers: list[memoryview], done: int) -> list[memoryview]:
+    """What is left of `buffers` after the first `done` bytes (a short preadv/pwritev resumes from there)."""
+    for index, buffer in enumerate(buffers):
+        if done < len(buffer):
+            return [buffer[done:], *buffers[index + 1 :]]
+        done -= len(buffer)
+    return []
+
+
 def _pread_full(fd: int, buffers: list[memoryview], offset: int, what: str) -> None:
-    want = len(buffers) * UNIT_SIZE
+    want = sum(map(len, buffers))
     got = os.preadv(fd, buffers, offset)
     while got < want:
         # Regular files only return short at EOF; retry once from where we stopped to be sure.
-        index, within = divmod(got, UNIT_SIZE)
-        rest = [buffers[index][within:], *buffers[index + 1 :]]
-        more = os.preadv(fd, rest, offset + got)
+        more = os.preadv(fd, _rest(buffers, got), offset + got)
         if more == 0:
             # A slot the map references is missing (truncated data file): refuse, never return zeros.
             raise IntegrityError(what=f"{what} (data file truncated)")
@@ -207,12 +213,10 @@ def _pread_full(fd: int, buffers: list[memoryview], offset: int, what: str) -> N
 
 
 def _pwrite_full(fd: int, buffers: list[memoryview], offset: int) -> None:
-    want = len(buffers) * UNIT_SIZE
+    want = sum(map(len, buffers))
     done = os.pwritev(fd, buffers, offset)
     while done < want:
-        index, within = divmod(done, UNIT_SIZE)
-        rest = [buffers[index][within:], *buffers[index + 1 :]]
-        more = os.pwritev(fd, rest, offset + done)
+        more = os.pwritev(fd, _rest(buffers, done), offset + done)
         if more == 0:  # pragma: no cover - the kernel reports ENOSPC instead
             raise OSError(errno.EIO, "short write to volume data file")
         done += more
@@ -250,18 +254,16 @@ def _decrypt_rows(
     if buffers is None:
         buffers = []
     while len(buffers) < len(rows):
-        buffers.append(bytearray(UNIT_SIZE + TAG_SIZE))
+        buffers.append(bytearray(_SEALED_SIZE))
     order = sorted((row[0], position) for position, (_, row) in enumerate(rows))
     for run in _runs(order):
         views = [memoryview(buffers[position])[:UNIT_SIZE] for _, position in run]
         _pread_full(fd, views, run[0][0] * UNIT_SIZE, f"volume {volume_id} slot {run[0][0]}")
     out: list[bytes] = []
-    for (unit, (_slot, nonce, tag, seq)), buffer in zip(rows, buffers, strict=False):
-        buffer[UNIT_SIZE:] = tag
-        try:
-            out.append(aead.open(nonce, buffer, fmt.unit_aad(volume_id, unit, seq)))
-        except DecryptionFailed as exc:
-            raise DecryptionFailed(f"unit {unit} of volume {volume_id} failed authentication") from exc
+    for (unit, row), buffer in zip(rows, buffers, strict=False):
+        plaintext = bytearray(UNIT_SIZE)
+        _open_pieces(aead, volume_id, unit, row, buffer, 0, memoryview(plaintext))
+        out.append(bytes(plaintext))
     return out
 
 
@@ -283,12 +285,70 @@ def _open_rows_into(
     for run in _runs(order):
         views = [memoryview(buffers[position])[:UNIT_SIZE] for _, position in run]
         _pread_full(fd, views, run[0][0] * UNIT_SIZE, f"volume {volume_id} slot {run[0][0]}")
-    for (unit, (_slot, nonce, tag, seq)), buffer, dest in zip(rows, buffers, dests, strict=False):
-        buffer[UNIT_SIZE:] = tag
-        try:
-            cipher.open_into(nonce, buffer, fmt.unit_aad(volume_id, unit, seq), dest)
-        except DecryptionFailed as exc:
-            raise DecryptionFailed(f"unit {unit} of volume {volume_id} failed authentication") from exc
+    for (unit, row), buffer, dest in zip(rows, buffers, dests, strict=False):
+        _open_pieces(cipher, volume_id, unit, row, buffer, 0, dest)
+
+
+def _seal_unit(
+    cipher: Aead, volume_id: str, unit: int, seq: int, nonce: bytes, plaintext: memoryview | bytearray, blob: memoryview
+) -> bytes:
+    """Seal one unit into `blob` (_SEALED_SIZE bytes) in len(nonce) / NONCE_SIZE pieces; return the row's tag.
+
+    The unit's ciphertext ends up contiguous in blob[:UNIT_SIZE] (one pwritev piece per unit): piece i + 1's
+    ciphertext is written over piece i's tag, which is taken out first."""
+    if len(nonce) == NONCE_SIZE:
+        cipher.seal_into(nonce, plaintext, fmt.unit_aad(volume_id, unit, seq), blob)
+        return bytes(blob[UNIT_SIZE:])
+    tags: list[bytes] = []
+    for piece, aad in enumerate(fmt.piece_aads(volume_id, unit, seq)):
+        at = piece * PIECE_SIZE
+        end = at + PIECE_SIZE
+        cipher.seal_into(
+            nonce[piece * NONCE_SIZE : (piece + 1) * NONCE_SIZE], plaintext[at:end], aad, blob[at : end + TAG_SIZE]
+        )
+        tags.append(bytes(blob[end : end + TAG_SIZE]))
+    return b"".join(tags)
+
+
+def _row_pieces(volume_id: str, unit: int, row: Row) -> int:
+    """The number of pieces of `row` (format.row_pieces); IntegrityError for a row that describes no layout."""
+    pieces = fmt.row_pieces(row[1], row[2])
+    if not pieces:
+        raise IntegrityError(what=f"unit {unit} of volume {volume_id} (malformed map row)")
+    return pieces
+
+
+def _open_pieces(
+    cipher: Aead, volume_id: str, unit: int, row: Row, sealed: bytearray, first: int, dest: memoryview
+) -> None:
+    """Authenticate and decrypt pieces first.. of `unit` into `dest` (len(dest) / piece size pieces).
+
+    `sealed` holds their ciphertext contiguously from offset 0, with TAG_SIZE spare bytes after it. Pieces are opened
+    last first: piece i's tag is placed over the first bytes of piece i + 1, which has already been decrypted (so
+    one preadv of the contiguous slot feeds every piece, no per-piece buffers). On an error `dest` may hold
+    unauthenticated bytes: the caller must discard them (it raises, so it does)."""
+    _slot, nonce, tag, seq = row
+    pieces = _row_pieces(volume_id, unit, row)
+    try:
+        if pieces == 1:
+            sealed[UNIT_SIZE:_SEALED_SIZE] = tag
+            cipher.open_into(nonce, memoryview(sealed)[:_SEALED_SIZE], fmt.unit_aad(volume_id, unit, seq), dest)
+            return
+        count = len(dest) // PIECE_SIZE
+        aads = [fmt.piece_aad(volume_id, unit, seq, first)] if count == 1 else fmt.piece_aads(volume_id, unit, seq)
+        view = memoryview(sealed)
+        for at in range((count - 1) * PIECE_SIZE, -1, -PIECE_SIZE):
+            piece = first + at // PIECE_SIZE
+            end = at + PIECE_SIZE
+            sealed[end : end + TAG_SIZE] = tag[piece * TAG_SIZE : (piece + 1) * TAG_SIZE]
+            cipher.open_into(
+                nonce[piece * NONCE_SIZE : (piece + 1) * NONCE_SIZE],
+                view[at : end + TAG_SIZE],
+                aads[0] if count == 1 else aads[piece],
+                dest[at:end],
+            )
+    except DecryptionFailed as exc:
+        raise DecryptionFailed(f"unit {unit} of volume {volume_id} failed authentication") from exc
 
 
 def _any_bit(bitmap: bytearray, first: int, last: int) -> bool:
@@ -552,6 +612,14 @@ class VolumeStore:
                 conn = _connect(map_path)
                 try:
                     meta = _load_meta(conn, map_path, volume_id, aead)
+                    if meta["format_version"] != fmt.FORMAT_VERSION:
+                        # v1 -> v2 before any write: v1 rows stay readable here, and a v1 build, which cannot read
+                        # the pieced rows this store writes, now refuses the volume instead of failing their tags.
+                        with _transaction(conn):
+                            conn.execute(
+                                "UPDATE meta SET value = ? WHERE key = 'format_version'", (fmt.FORMAT_VERSION,)
+                            )
+                        meta["format_version"] = fmt.FORMAT_VERSION
                     if source is not None and source.size > meta["size"]:
                         # Like OCI: a clone is at least as large as its source, so the source never shows through
                         # past the clone's end (invariant I6).
@@ -728,7 +796,7 @@ class VolumeStore:
             if self._has_unit_locked(index):
                 return False
             self._check_usage_bound(1)
-            self._store_units([(index, memoryview(_zero_past(plaintext, index, self._size)))], {})
+            self._store_units([(index, memoryview(_zero_past(plaintext, index, self._size)), 1)], {})
             return True
 
     # ---------------------------------------------------------------------------------------------------- snapshots
@@ -794,11 +862,11 @@ class VolumeStore:
             raise ValueError("the volume store is closed")
 
     def _check_usage_bound(self, units: int) -> None:
-        if self._seq + units > fmt.MAX_UNIT_WRITES_PER_DEK:
+        if self._seq + units * PIECES > fmt.MAX_SEALS_PER_DEK:  # at most PIECES seals per unit
             raise Conflict(
                 kind="volume",
                 ident=self._volume_id,
-                reason="its DEK reached the NIST SP 800-38D §8.3 bound of 2^32 unit writes; re-encrypt into a clone",
+                reason="its DEK reached the NIST SP 800-38D §8.3 bound of 2^32 seals; re-encrypt into a clone",
             )
 
     def _has_unit_locked(self, index: int) -> bool:
@@ -900,19 +968,20 @@ class VolumeStore:
         if row is None:
             out[:] = memoryview(self._fallthrough(unit))[lo:hi]
             return
-        slot, nonce, tag, seq = row
+        # Only the pieces [lo, hi) touches are read and opened (one for an aligned 4 KiB read of a v2 row).
+        size = UNIT_SIZE // _row_pieces(self._volume_id, unit, row)
+        first = lo // size
+        start, stop = first * size, -(-hi // size) * size
         if not self._scratch:
             self._scratch.append(bytearray(_SEALED_SIZE))
         sealed = self._scratch[0]
-        _pread_full(self._fd, [memoryview(sealed)[:UNIT_SIZE]], slot * UNIT_SIZE, f"volume {self._volume_id}")
-        sealed[UNIT_SIZE:] = tag
-        dest = out if hi - lo == UNIT_SIZE else self._unit_buf
-        try:
-            self._cipher.open_into(nonce, sealed, fmt.unit_aad(self._volume_id, unit, seq), dest)
-        except DecryptionFailed as exc:
-            raise DecryptionFailed(f"unit {unit} of volume {self._volume_id} failed authentication") from exc
-        if dest is not out:
-            out[:] = self._unit_buf[lo:hi]
+        what = f"volume {self._volume_id}"
+        _pread_full(self._fd, [memoryview(sealed)[: stop - start]], row[0] * UNIT_SIZE + start, what)
+        exact = lo == start and hi == stop
+        dest = out if exact else self._unit_buf[: stop - start]
+        _open_pieces(self._cipher, self._volume_id, unit, row, sealed, first, dest)
+        if not exact:
+            out[:] = self._unit_buf[lo - start : hi - start]
 
     def _fallthrough(self, unit: int) -> bytes:
         if self._source is not None and unit < self._source_units:
@@ -926,7 +995,7 @@ class VolumeStore:
         for start in range(first, last + 1, _WRITE_BATCH_UNITS):
             end = min(last, start + _WRITE_BATCH_UNITS - 1)
             committed = self._committed_rows(start, end)
-            items: list[tuple[int, memoryview | bytearray]] = []
+            items: list[tuple[int, memoryview | bytearray, int]] = []
             merges = 0
             for unit in range(start, end + 1):
                 base = unit * UNIT_SIZE
@@ -934,7 +1003,7 @@ class VolumeStore:
                 hi = min(offset + length, base + UNIT_SIZE)
                 piece = view[lo - offset : hi - offset]
                 if hi - lo == UNIT_SIZE:
-                    items.append((unit, piece))
+                    items.append((unit, piece, 1))  # written whole: sealed whole (the v2 layout choice)
                     continue
                 # Partial unit: read-modify-write of the whole unit (the unit of authentication). Only the first
                 # and the last unit of a write can be partial, so two merge buffers serve a batch.
@@ -947,11 +1016,14 @@ class VolumeStore:
                 else:
                     merged[:] = self._fallthrough(unit)
                 merged[lo - base : hi - base] = piece
-                items.append((unit, merged))
+                items.append((unit, merged, PIECES))  # written in part: sealed in pieces
             self._store_units(items, committed)
 
-    def _store_units(self, items: Sequence[tuple[int, memoryview | bytearray]], committed: Mapping[int, Row]) -> None:
-        """Seal whole units, write them to free slots, and record the rows as pending (rules A1, A2, W0)."""
+    def _store_units(
+        self, items: Sequence[tuple[int, memoryview | bytearray, int]], committed: Mapping[int, Row]
+    ) -> None:
+        """Seal whole units (unit, plaintext, pieces), write them to free slots, and record the rows as pending
+        (rules A1, A2, W0)."""
         volume_id = self._volume_id
         need = len(items) * _SEALED_SIZE
         if len(self._sealed) < need:
@@ -961,17 +1033,18 @@ class VolumeStore:
         views: list[memoryview] = []  # ciphertext of sealed[i]
         taken: list[int] = []
         try:
-            for position, (unit, plaintext) in enumerate(items):
-                nonce = self._random(NONCE_SIZE)
-                if len(nonce) != NONCE_SIZE:
+            for position, (unit, plaintext, pieces) in enumerate(items):
+                nonce = self._random(pieces * NONCE_SIZE)  # one fresh random 96-bit nonce per piece (I4)
+                if len(nonce) != pieces * NONCE_SIZE:
                     raise ValueError("random() returned a short nonce")
-                self._seq += 1
+                self._seq += pieces  # one per invocation: the usage meter of MAX_SEALS_PER_DEK
+                seq = self._seq
                 blob = buffer[position * _SEALED_SIZE : (position + 1) * _SEALED_SIZE]
-                self._cipher.seal_into(nonce, plaintext, fmt.unit_aad(volume_id, unit, self._seq), blob)
+                tag = _seal_unit(self._cipher, volume_id, unit, seq, nonce, plaintext, blob)
                 first_write = unit not in self._pending and unit not in committed
                 slot = self._take_slot(unit if first_write else None)
                 taken.append(slot)
-                sealed.append((unit, slot, nonce, bytes(blob[UNIT_SIZE:]), self._seq))
+                sealed.append((unit, slot, nonce, tag, seq))
                 views.append(blob[:UNIT_SIZE])
             order = sorted((entry[1], position) for position, entry in enumerate(sealed))
             for run in _runs(order):
