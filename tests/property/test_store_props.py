@@ -34,6 +34,8 @@ ops = st.lists(
         write_op,
         write_op,
         st.tuples(st.just("flush")),
+        # read_into inside one unit: the path that opens only the pieces it returns (NBD's 4 KiB READ)
+        st.tuples(st.just("peek"), st.floats(min_value=0, max_value=1), st.integers(min_value=1, max_value=U)),
         st.tuples(st.just("snapshot")),
         st.tuples(st.just("delete_snapshot"), st.integers(min_value=0, max_value=5)),
         st.tuples(st.just("reopen")),
@@ -81,6 +83,15 @@ def test_random_operations_match_a_bytearray_model(size: int, operations: list[t
                 elif kind == "flush":
                     store.flush()
                     durable = bytearray(live)
+                elif kind == "peek":
+                    _, where, length = op
+                    assert isinstance(where, float)
+                    assert isinstance(length, int)
+                    offset = min(int(where * len(live)), len(live) - 1)
+                    length = min(length, U - offset % U, len(live) - offset)
+                    out = bytearray(length)
+                    store.read_into(offset, out)
+                    assert out == live[offset : offset + length]
                 elif kind == "snapshot":
                     taken += 1
                     name = f"s{taken}"
@@ -116,6 +127,13 @@ def test_random_operations_match_a_bytearray_model(size: int, operations: list[t
                     snaps = dict(durable_snaps)
                 assert store.size == len(live)
                 assert store.read(0, len(live)) == live
+            for offset in range(0, len(live), fmt.PIECE_SIZE):  # read_into inside each piece, and across two
+                for start, length in ((offset + 7, 4096), (offset + fmt.PIECE_SIZE - 100, 200)):
+                    length = min(length, U - start % U, len(live) - start)
+                    if length > 0:
+                        out = bytearray(length)
+                        store.read_into(start, out)
+                        assert out == live[start : start + length]
             assert sorted(store.snapshots()) == sorted(snaps)
             for name, content in snaps.items():
                 with store.open_snapshot(name) as reader:
