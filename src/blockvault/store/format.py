@@ -63,16 +63,17 @@ __all__ = [
 # read-modify-write.
 UNIT_SIZE: Final = 65536
 
-# The unit of authentication inside a unit (format v2): a read inside one piece preads and decrypts 16 KiB, not
-# 64 KiB (a 4 KiB random read cost ~28 us of its ~45 us in the server doing the whole unit), while sealing a unit in 4
-# invocations instead of 1 costs ~5 us per 64 KiB (docs/design/volume-format.md, v2).
+# The unit of authentication inside a unit written in part (format v2, R3): a read inside one piece preads and
+# decrypts 16 KiB, not 64 KiB (a 4 KiB random read cost ~28 us of its ~45 us in the server doing the whole unit),
+# while sealing or opening a unit in 4 invocations instead of 1 costs ~5 us more per 64 KiB (volume-format.md, v2).
 PIECE_SIZE: Final = 16384
 PIECES: Final = UNIT_SIZE // PIECE_SIZE
 
 # NIST SP 800-38D §8.3: with random 96-bit IVs (§8.2.2) the total number of invocations of the authenticated
-# encryption function with one key shall not exceed 2^32. One invocation seals one piece (one unit in v1 rows), so
-# one DEK may seal at most 2^32 pieces = 2^32 * 16 KiB = 64 TiB written over the life of the volume (overwrites count
-# again). The volume-wide seq counter advances by one per invocation, so it doubles as the usage meter.
+# encryption function with one key shall not exceed 2^32. One invocation seals a whole unit or one piece, so one DEK
+# may seal 64 TiB (2^32 * 16 KiB, every write partial) to 256 TiB (2^32 * 64 KiB, every write whole) over the life of
+# the volume (overwrites count again). The volume-wide seq counter advances by one per invocation, so it doubles as
+# the usage meter.
 MAX_SEALS_PER_DEK: Final = 2**32
 
 # OCI's largest block volume is 32 TB; 2^45 bytes (32 TiB) = 2^29 units keeps every slot offset far inside a signed
@@ -187,8 +188,8 @@ def piece_aad_reference(volume_id: str, index: int, seq: int, piece: int) -> byt
 
 
 def row_pieces(nonce: bytes, tag: bytes) -> int:
-    """How many pieces a map row seals its unit in (1: a v1 row; PIECES: v2), from its nonce and tag lengths; 0 if
-    the lengths describe neither (a damaged or forged row, which the caller refuses as an integrity error)."""
+    """How many pieces a map row seals its unit in (1: whole, as every v1 row; PIECES: written in part, v2), from its
+    nonce and tag lengths; 0 if the lengths describe neither (a damaged or forged row: an integrity error)."""
     pieces = len(tag) // TAG_SIZE
     if pieces not in (1, PIECES) or len(tag) != pieces * TAG_SIZE or len(nonce) != pieces * NONCE_SIZE:
         return 0
