@@ -8,6 +8,7 @@ import os
 import random
 import socket
 import struct
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -170,13 +171,13 @@ def test_fua_writes_of_one_batch_share_one_flush() -> None:
         srv.stop()
 
 
-def group(wait: server_mod.GroupWait, held: int, last: int, *, gained: bool) -> int:
+def group(wait: server_mod.GroupWait, held: int, *, gained: bool) -> int:
     """One group as the server runs it: ask for the wait (twice: the decision holds for the group), report."""
-    chosen = wait.wait_ms(held, last)
-    assert wait.wait_ms(held, last) == chosen
+    chosen = wait.wait_ms(held)
+    assert wait.wait_ms(held) == chosen
     if chosen and gained:
         wait.arrived()
-    wait.flushed()
+    wait.flushed(held)
     return chosen
 
 
@@ -185,26 +186,73 @@ def test_group_wait_stops_waiting_for_a_client_whose_window_is_full() -> None:
     once, and every PROBE_GROUPS-th group waits again."""
     wait = server_mod.GroupWait()
     ms, probe = server_mod.GROUP_WAIT_MS, server_mod.PROBE_GROUPS
-    assert group(wait, 16, 0, gained=False) == ms  # waits at first
-    chosen = [group(wait, 16, 16, gained=False) for _ in range(3 * probe)]
+    assert group(wait, 16, gained=False) == ms  # waits at first
+    chosen = [group(wait, 16, gained=False) for _ in range(3 * probe)]
     assert chosen == ([0] * (probe - 1) + [ms]) * 3
 
 
 def test_group_wait_keeps_waiting_while_waits_bring_requests() -> None:
     wait = server_mod.GroupWait()
     ms = server_mod.GROUP_WAIT_MS
-    assert [group(wait, 2, 8, gained=True) for _ in range(40)] == [ms] * 40
-    assert group(wait, 2, 8, gained=False) == ms  # this wait brought nothing ...
-    assert group(wait, 2, 8, gained=True) == 0  # ... so the next group does not wait (nothing to gain from)
-    probes = [group(wait, 2, 8, gained=True) for _ in range(server_mod.PROBE_GROUPS - 1)]
+    assert [group(wait, 2, gained=True) for _ in range(40)] == [ms] * 40
+    assert group(wait, 2, gained=False) == ms  # this wait brought nothing ...
+    assert group(wait, 2, gained=True) == 0  # ... so the next group does not wait (nothing to gain from)
+    probes = [group(wait, 2, gained=True) for _ in range(server_mod.PROBE_GROUPS - 1)]
     assert probes == [0] * (server_mod.PROBE_GROUPS - 2) + [ms]  # the probe, PROBE_GROUPS after the last wait, gains
-    assert group(wait, 2, 8, gained=False) == ms  # ... so waiting resumes
+    assert group(wait, 2, gained=False) == ms  # ... so waiting resumes
 
 
 def test_group_wait_never_waits_with_one_request_in_flight() -> None:
     wait = server_mod.GroupWait()
-    assert [group(wait, 1, 1, gained=False) for _ in range(3 * server_mod.PROBE_GROUPS)] == [0] * 48
-    assert wait.wait_ms(1, 0) == 0
+    assert [group(wait, 1, gained=False) for _ in range(3 * server_mod.PROBE_GROUPS)] == [0] * 48
+    wait.flushed(5)
+    assert wait.wait_ms(1) == server_mod.GROUP_WAIT_MS  # after a group of 5, a lone request may have company
+
+
+def test_the_server_reports_every_group_to_its_group_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """F1 wiring: bytes that arrive during a wait are reported (`arrived`), and every group flush is reported with
+    its size, including the one a FLUSH forces."""
+    events: list[tuple[object, ...]] = []
+
+    class Spy(server_mod.GroupWait):
+        def wait_ms(self, held: int) -> int:
+            chosen = 5000 if not events else 0  # the first wait is long: the client's next write lands in it
+            events.append(("wait", held, chosen))
+            return chosen
+
+        def arrived(self) -> None:
+            events.append(("arrived",))
+            super().arrived()
+
+        def flushed(self, size: int) -> None:
+            events.append(("flushed", size))
+            super().flushed(size)
+
+    monkeypatch.setattr(server_mod, "GroupWait", Spy)
+    export = FlushCountingExport()
+    srv = NbdServer(host="127.0.0.1", port=0, resolve=lambda name: Target("plain", lambda: export))
+    srv.start()
+    try:
+        sock = connect(srv)
+
+        def fua_write(cookie: int) -> bytes:
+            return p.encode_request(p.CMD_WRITE, cookie, cookie * 4096, 4096, flags=p.CMD_FLAG_FUA) + bytes(4096)
+
+        sock.sendall(fua_write(1) + fua_write(2))
+        time.sleep(0.2)  # far inside the first wait
+        sock.sendall(fua_write(3))
+        replies = {struct.unpack(">IIQ", recv_exact(sock, 16))[2] for _ in range(3)}
+        sock.sendall(fua_write(4) + p.encode_request(p.CMD_FLUSH, 5, 0, 0))
+        replies |= {struct.unpack(">IIQ", recv_exact(sock, 16))[2] for _ in range(2)}
+        assert replies == {1, 2, 3, 4, 5}
+        assert ("arrived",) in events
+        flushed = [event[1] for event in events if event[0] == "flushed"]
+        assert sum(flushed) == 4  # every held FUA write went through a reported group
+        assert flushed[-1] == 1  # the group the FLUSH forced
+        sock.sendall(p.encode_request(p.CMD_DISC, 0, 0, 0))
+        sock.shutdown(socket.SHUT_WR)
+    finally:
+        srv.stop()
 
 
 def test_replies_to_one_receive_leave_together(monkeypatch: pytest.MonkeyPatch) -> None:

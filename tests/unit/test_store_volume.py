@@ -731,7 +731,9 @@ def test_v1_volumes_stay_readable_and_are_upgraded_on_open(
         data.write(sealed[:U])
     with reopen(vol_dir) as store:
         assert store.read(0, 3 * U) == content
-        assert store.read(U + 8192, 4096) == content[U + 8192 : U + 12288]  # the single-unit path, v1 row
+        out = bytearray(4096)
+        store.read_into(U + 8192, out)  # the single-unit path, v1 row
+        assert out == content[U + 8192 : U + 12288]
         with store.open_snapshot("s") as reader:
             assert reader.read_unit(1) == content[U : 2 * U]
         store.write(U + 5, b"new")  # read-modify-write of the v1 unit

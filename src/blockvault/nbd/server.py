@@ -251,19 +251,20 @@ class GroupWait:
     """Whether a group of held FUA requests waits GROUP_WAIT_MS for more before its flush (nbd.md F1), learned per
     connection. Waiting pays when the client keeps sending while its FUA replies are held; it is pure loss when the
     client's window is already full: qemu keeps at most 16 requests in flight, so each of its writethrough groups
-    waited 1 ms for nothing (4 KiB FUA writes 2 900-3 000 -> 3 800-3 900 IOPS without the wait). So a group that
-    waited and gained no request makes the next groups flush at once, and every PROBE_GROUPS-th group waits again to
-    see whether the client has changed. Sans-I/O: the server reports what happened."""
+    waited 1 ms for nothing (4 KiB FUA writes ~3 000 -> 3 500-3 900 IOPS once the wait is learned). So a group that
+    waited and received nothing during its wait makes the next groups flush at once, and every PROBE_GROUPS-th group
+    waits again to see whether the client has changed. Sans-I/O: the server reports what happened."""
 
     def __init__(self) -> None:
-        self._useful = True  # the last group that waited gained requests by it
+        self._useful = True  # the last group that waited received something during its wait
         self._since_probe = 0
         self._chosen: int | None = None  # the wait of the current group, once decided
         self._gained = False
+        self._last_group = 0  # requests in the previous group
 
-    def wait_ms(self, held: int, last_group: int) -> int:
-        """The wait before this group's flush; `held` requests are held, the previous group had `last_group`."""
-        if held <= 1 and last_group <= 1:
+    def wait_ms(self, held: int) -> int:
+        """The wait before this group's flush, with `held` requests held."""
+        if held <= 1 and self._last_group <= 1:
             return 0  # one request in flight at a time: nothing to wait for
         if self._chosen is None:
             self._since_probe += 1
@@ -274,15 +275,16 @@ class GroupWait:
         return self._chosen
 
     def arrived(self) -> None:
-        """Requests arrived during this group's wait."""
+        """Bytes arrived during this group's wait (more requests, the rest of one, or the client's EOF)."""
         self._gained = True
 
-    def flushed(self) -> None:
-        """The group was flushed: judge its wait, start the next group."""
+    def flushed(self, size: int) -> None:
+        """The group of `size` requests was flushed: judge its wait, start the next group."""
         if self._chosen:
             self._useful = self._gained
         self._chosen = None
         self._gained = False
+        self._last_group = size
 
 
 class _Replies:
@@ -359,6 +361,7 @@ class Connection:
         self._loopback = is_loopback(peer[0])
         self._opened: dict[str, Export] = {}
         self._peer_fingerprint: bytes | None = None  # SHA-256 of the client certificate, once TLS is up
+        self._group_wait = GroupWait()  # F1: whether this client's FUA groups gain by waiting
 
     def _lookup(self, name: str, tls: bool) -> p.ExportInfo | int:
         target = self._server._resolve(name)
@@ -461,15 +464,12 @@ class Connection:
         reply = _Replies(sock, export)
         held: list[int] = []  # cookies of FUA requests executed without FUA: answered after the group flush
         plain = not isinstance(sock, ssl.SSLSocket)  # TLS may hold decrypted bytes select() cannot see
-        last_group = 0  # size of the previous group flush
-        group_wait = GroupWait()
         readable = select.poll()  # poll, not select: descriptors may exceed FD_SETSIZE in a busy server
         readable.register(sock, select.POLLIN)
 
         def receive(into: memoryview) -> int:
             """recv_into `into`; before the connection would wait for its client, the held FUA requests are made
             durable (one flush for all: group commit, nbd.md F1) and every queued reply goes out."""
-            nonlocal last_group
             if held:
                 if plain and len(held) < MAX_GROUP:
                     # A pipelining client (its last group had several FUA requests) may still be sending: give it
@@ -478,14 +478,12 @@ class Connection:
                     # never waits.
                     if readable.poll(0):
                         return sock.recv_into(into)  # already here: they join the group (0: EOF)
-                    wait = group_wait.wait_ms(len(held), last_group)
+                    wait = self._group_wait.wait_ms(len(held))
                     if wait:
                         reply.idle()
                         if readable.poll(wait):
-                            group_wait.arrived()  # sent while we waited: the wait paid
+                            self._group_wait.arrived()  # sent while we waited: the wait paid
                             return sock.recv_into(into)
-                last_group = len(held)
-                group_wait.flushed()
                 self._group_flush(export, held, ready.structured, reply)
             elif plain and 0 < reply.pending < EAGER_REPLIES:
                 # Requests that arrived meanwhile are answered before these replies leave: one sendmsg and one
@@ -589,6 +587,7 @@ class Connection:
         return True
 
     def _group_flush(self, export: Export, held: list[int], structured: bool, reply: _Replies) -> None:
+        self._group_wait.flushed(len(held))
         # Held requests are WRITE, WRITE_ZEROES and TRIM: their replies are simple even with structured replies.
         try:
             export.flush()

@@ -261,6 +261,14 @@ def _decrypt_rows(
         _pread_full(fd, views, run[0][0] * UNIT_SIZE, f"volume {volume_id} slot {run[0][0]}")
     out: list[bytes] = []
     for (unit, row), buffer in zip(rows, buffers, strict=False):
+        _slot, nonce, tag, seq = row
+        if _row_pieces(volume_id, unit, row) == 1:  # one call, no extra copy
+            buffer[UNIT_SIZE:] = tag
+            try:
+                out.append(aead.open(nonce, buffer, fmt.unit_aad(volume_id, unit, seq)))
+            except DecryptionFailed as exc:
+                raise DecryptionFailed(f"unit {unit} of volume {volume_id} failed authentication") from exc
+            continue
         plaintext = bytearray(UNIT_SIZE)
         _open_pieces(aead, volume_id, unit, row, buffer, 0, memoryview(plaintext))
         out.append(bytes(plaintext))
@@ -300,6 +308,7 @@ def _seal_unit(
         cipher.seal_into(nonce, plaintext, fmt.unit_aad(volume_id, unit, seq), blob)
         return bytes(blob[UNIT_SIZE:])
     tags: list[bytes] = []
+    plaintext = memoryview(plaintext)  # slices of a view, not copies
     for piece, aad in enumerate(fmt.piece_aads(volume_id, unit, seq)):
         at = piece * PIECE_SIZE
         end = at + PIECE_SIZE
@@ -498,7 +507,7 @@ class VolumeStore:
         self._lock = threading.Lock()
         self._closed = False
         self._size: int = meta["size"]
-        self._seq: int = meta["seq"]  # committed + pending: every seal takes ++_seq
+        self._seq: int = meta["seq"]  # committed + pending: a unit write sealed in k pieces adds k (I4)
         self._committed_seq: int = meta["seq"]
         self._pending: dict[int, Row] = {}  # unit -> row written to the data file but not yet in the map
         self._limbo: list[int] = []  # committed slots dereferenced by pending rows: free after the next commit
@@ -612,6 +621,10 @@ class VolumeStore:
                 conn = _connect(map_path)
                 try:
                     meta = _load_meta(conn, map_path, volume_id, aead)
+                    if source is not None and source.size > meta["size"]:
+                        # Like OCI: a clone is at least as large as its source, so the source never shows through
+                        # past the clone's end (invariant I6).
+                        raise InvalidArgument(field="source", reason="the clone is smaller than its source")
                     if meta["format_version"] != fmt.FORMAT_VERSION:
                         # v1 -> v2 before any write: v1 rows stay readable here, and a v1 build, which cannot read
                         # the pieced rows this store writes, now refuses the volume instead of failing their tags.
@@ -620,10 +633,6 @@ class VolumeStore:
                                 "UPDATE meta SET value = ? WHERE key = 'format_version'", (fmt.FORMAT_VERSION,)
                             )
                         meta["format_version"] = fmt.FORMAT_VERSION
-                    if source is not None and source.size > meta["size"]:
-                        # Like OCI: a clone is at least as large as its source, so the source never shows through
-                        # past the clone's end (invariant I6).
-                        raise InvalidArgument(field="source", reason="the clone is smaller than its source")
                     return cls(
                         directory=directory,
                         volume_id=volume_id,
