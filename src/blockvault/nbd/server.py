@@ -654,4 +654,4 @@ class Connection:
             return [self._error(request, code, ready.structured)]
 
 
-__all__ = ["EXPORT_FLAGS", "CertificateCheck", "GroupWait", "NbdServer", "Target", "is_loopback"]
+__all__ = ["EXPORT_FLAGS", "CertificateCheck", "GroupWait", "NbdServer", "Target"]

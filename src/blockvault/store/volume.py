@@ -60,9 +60,9 @@ except (ValueError, OSError):  # pragma: no cover - every POSIX system we run on
 
 _ZERO_UNIT: Final = bytes(UNIT_SIZE)
 _SEALED_SIZE: Final = UNIT_SIZE + TAG_SIZE  # a unit's ciphertext and the room to place one tag after it
-# Committed map rows kept in memory (about 250 bytes each: ~8 MiB, the rows of 2 GiB of recently used units), so
-# the steady-state data path does not query map.db. Coherent by construction: only _flush_locked changes the
-# committed live map, and it updates the cache with the rows it commits.
+# Committed map rows kept in memory (about 250 bytes each, ~330 for a pieced row: 8-11 MiB, the rows of 2 GiB of
+# recently used units), so the steady-state data path does not query map.db. Coherent by construction: only
+# _flush_locked changes the committed live map, and it updates the cache with the rows it commits.
 _ROW_CACHE_UNITS: Final = 32768
 _MAX_SNAPSHOT_NAME: Final = 255
 
@@ -270,7 +270,7 @@ def _decrypt_rows(
                 raise DecryptionFailed(f"unit {unit} of volume {volume_id} failed authentication") from exc
             continue
         plaintext = bytearray(UNIT_SIZE)
-        _open_pieces(aead, volume_id, unit, row, buffer, 0, memoryview(plaintext))
+        _open_pieces(aead, volume_id, unit, row, PIECES, buffer, 0, memoryview(plaintext))
         out.append(bytes(plaintext))
     return out
 
@@ -294,7 +294,7 @@ def _open_rows_into(
         views = [memoryview(buffers[position])[:UNIT_SIZE] for _, position in run]
         _pread_full(fd, views, run[0][0] * UNIT_SIZE, f"volume {volume_id} slot {run[0][0]}")
     for (unit, row), buffer, dest in zip(rows, buffers, dests, strict=False):
-        _open_pieces(cipher, volume_id, unit, row, buffer, 0, dest)
+        _open_pieces(cipher, volume_id, unit, row, _row_pieces(volume_id, unit, row), buffer, 0, dest)
 
 
 def _seal_unit(
@@ -328,16 +328,16 @@ def _row_pieces(volume_id: str, unit: int, row: Row) -> int:
 
 
 def _open_pieces(
-    cipher: Aead, volume_id: str, unit: int, row: Row, sealed: bytearray, first: int, dest: memoryview
+    cipher: Aead, volume_id: str, unit: int, row: Row, pieces: int, sealed: bytearray, first: int, dest: memoryview
 ) -> None:
-    """Authenticate and decrypt pieces first.. of `unit` into `dest` (len(dest) / piece size pieces).
+    """Authenticate and decrypt pieces first.. of `unit` into `dest` (len(dest) / piece size pieces); `pieces` is
+    the row's layout, as _row_pieces validated it (1: whole, then first = 0 and dest is the unit).
 
     `sealed` holds their ciphertext contiguously from offset 0, with TAG_SIZE spare bytes after it. Pieces are opened
     last first: piece i's tag is placed over the first bytes of piece i + 1, which has already been decrypted (so
     one preadv of the contiguous slot feeds every piece, no per-piece buffers). On an error `dest` may hold
     unauthenticated bytes: the caller must discard them (it raises, so it does)."""
     _slot, nonce, tag, seq = row
-    pieces = _row_pieces(volume_id, unit, row)
     try:
         if pieces == 1:
             sealed[UNIT_SIZE:_SEALED_SIZE] = tag
@@ -978,7 +978,8 @@ class VolumeStore:
             out[:] = memoryview(self._fallthrough(unit))[lo:hi]
             return
         # Only the pieces [lo, hi) touches are read and opened (one for an aligned 4 KiB read of a v2 row).
-        size = UNIT_SIZE // _row_pieces(self._volume_id, unit, row)
+        pieces = _row_pieces(self._volume_id, unit, row)
+        size = UNIT_SIZE // pieces
         first = lo // size
         start, stop = first * size, -(-hi // size) * size
         if not self._scratch:
@@ -988,7 +989,7 @@ class VolumeStore:
         _pread_full(self._fd, [memoryview(sealed)[: stop - start]], row[0] * UNIT_SIZE + start, what)
         exact = lo == start and hi == stop
         dest = out if exact else self._unit_buf[: stop - start]
-        _open_pieces(self._cipher, self._volume_id, unit, row, sealed, first, dest)
+        _open_pieces(self._cipher, self._volume_id, unit, row, pieces, sealed, first, dest)
         if not exact:
             out[:] = self._unit_buf[lo - start : hi - start]
 
