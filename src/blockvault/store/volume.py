@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import errno
 import fcntl
 import heapq
@@ -242,6 +243,13 @@ _start_writeback: Final = _writeback_starter()
 # Unflushed ciphertext after which the store starts writeback early: a large sequential write then overlaps the disk
 # with the transfer instead of leaving all of it to the next flush's fdatasync (volume-format.md "Memory").
 _WRITEBACK_KICK: Final = 16 << 20
+# Spare write-batch buffers a store keeps (4 MiB each): one per concurrent writer, as many as nbdcopy's connections.
+_SPARE_BUFFERS: Final = 4
+# The data file's size is kept past every slot a write may use (volume-format.md "Data file size"): a pwrite that
+# extends a file makes ext4 log a size change per call while writeback runs (2x the kernel time of the same writes
+# inside the file, measured). The home area is covered on open; the spill area grows by this much at a time (by
+# the volume's size if that is less).
+_SPILL_GROWTH: Final = 256 << 20
 
 
 def _decrypt_rows(
@@ -317,6 +325,36 @@ def _seal_unit(
         )
         tags.append(bytes(blob[end : end + TAG_SIZE]))
     return b"".join(tags)
+
+
+@dataclasses.dataclass(slots=True)
+class _Batch:
+    """The plan of one write batch (VolumeStore._begin_batch): per unit its slot, nonce(s) and seq."""
+
+    buffer: bytearray  # ciphertext | tag of each unit, _SEALED_SIZE apart
+    units: list[int] = dataclasses.field(default_factory=list)
+    slots: list[int] = dataclasses.field(default_factory=list)
+    nonces: list[bytes] = dataclasses.field(default_factory=list)
+    seqs: list[int] = dataclasses.field(default_factory=list)
+
+
+def _seal_and_write(
+    fd: int, cipher: Aead, volume_id: str, batch: _Batch, plaintexts: Sequence[memoryview | bytearray]
+) -> list[bytes]:
+    """Seal plaintexts[i] as batch.units[i] into the batch's buffer and pwritev the ciphertext to its slots (one
+    call per run of consecutive slots); return each unit's tag(s). Touches no store state: runs unlocked."""
+    buffer = memoryview(batch.buffer)
+    tags: list[bytes] = []
+    views: list[memoryview] = []  # ciphertext of unit i
+    for position, plaintext in enumerate(plaintexts):
+        blob = buffer[position * _SEALED_SIZE : (position + 1) * _SEALED_SIZE]
+        unit, seq, nonce = batch.units[position], batch.seqs[position], batch.nonces[position]
+        tags.append(_seal_unit(cipher, volume_id, unit, seq, nonce, plaintext, blob))
+        views.append(blob[:UNIT_SIZE])
+    order = sorted((slot, position) for position, slot in enumerate(batch.slots))
+    for run in _runs(order):
+        _pwrite_full(fd, [views[position] for _, position in run], run[0][0] * UNIT_SIZE)
+    return tags
 
 
 def _row_pieces(volume_id: str, unit: int, row: Row) -> int:
@@ -506,6 +544,7 @@ class VolumeStore:
         self._random = random
         self._lock = threading.Lock()
         self._closed = False
+        self._closing = False
         self._size: int = meta["size"]
         self._seq: int = meta["seq"]  # committed + pending: a unit write sealed in k pieces adds k (I4)
         self._committed_seq: int = meta["seq"]
@@ -517,13 +556,18 @@ class VolumeStore:
         self._next_spill = 0  # next never-used slot past the home area
         self._scratch: list[bytearray] = []  # read buffers, reused under the lock
         self._cipher = Aead(dek)
-        self._sealed = bytearray()  # ciphertext | tag of a write batch (_WRITE_BATCH_UNITS units), reused
+        self._buffers: list[bytearray] = []  # spare ciphertext | tag buffers of write batches (_SPARE_BUFFERS)
+        self._writing: set[int] = set()  # slots of batches begun and not ended (sealed and written unlocked)
+        self._writers = 0  # batches begun and not ended
+        self._drained = threading.Condition(self._lock)  # notified when _writers drops to 0
         self._unstarted = 0  # bytes written since the last flush or writeback start (_WRITEBACK_KICK)
         self._merge = (bytearray(UNIT_SIZE), bytearray(UNIT_SIZE))  # partial units of one batch (read-modify-write)
         self._unit_buf = memoryview(bytearray(UNIT_SIZE))  # a partly read unit's plaintext
         self._held = bytearray()  # unit bits: units with a committed live row (lets lookups skip map.db)
         self._rows: dict[int, Row] = {}  # committed rows of recently used units (FIFO, _ROW_CACHE_UNITS)
+        self._file_size = os.fstat(fd).st_size  # the data file's size as this store last set or saw it
         self._rebuild_allocator()
+        self._cover(fmt.unit_count(self._size) * UNIT_SIZE, 0)
         # Last: if anything above raised, open() closes the handles itself and no finalizer may close them again.
         self._finalizer = weakref.finalize(self, _release_handles, fd, conn)
 
@@ -656,6 +700,9 @@ class VolumeStore:
         with self._lock:
             if self._closed:
                 return
+            self._closing = True  # no new batch begins (_check_open) ...
+            while self._writers:
+                self._drained.wait()  # ... and those begun end before the handles close
             try:
                 self._flush_locked()
             finally:
@@ -730,6 +777,9 @@ class VolumeStore:
         """
         view = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
         length = len(view)
+        if length and not (offset | length) % UNIT_SIZE:
+            self._write_whole(offset, view, fua)
+            return
         with self._lock:
             self._check_open()
             fmt.check_range(offset, length, self._size)
@@ -761,6 +811,7 @@ class VolumeStore:
                 self._conn.execute("UPDATE meta SET value = ? WHERE key = 'size'", (new_size,))
             self._size = new_size
             self._next_spill = max(self._next_spill, fmt.unit_count(new_size))
+            self._cover(fmt.unit_count(new_size) * UNIT_SIZE, 0)
 
     def allocated_units(self) -> list[int]:
         """Units this volume holds itself (flushed or not), sorted; units only in the clone source are excluded."""
@@ -805,7 +856,7 @@ class VolumeStore:
             if self._has_unit_locked(index):
                 return False
             self._check_usage_bound(1)
-            self._store_units([(index, memoryview(_zero_past(plaintext, index, self._size)), 1)], {})
+            self._store_units([(index, memoryview(_zero_past(plaintext, index, self._size)), 1)])
             return True
 
     # ---------------------------------------------------------------------------------------------------- snapshots
@@ -830,6 +881,8 @@ class VolumeStore:
             # Right after a flush every used slot is referenced by the live map or an older snapshot, and now all of
             # them are referenced by some snapshot: the pinned set is exactly the used set.
             self._pinned = bytearray(self._used)
+            for slot in self._writing:  # batches still being written: referenced by nothing yet
+                _clear_bit(self._pinned, slot)
 
     def open_snapshot(self, name: str, *, dek: bytes | None = None) -> SnapshotReader:
         """A reader of snapshot `name` with its own file handles (usable after this store is closed)."""
@@ -867,7 +920,7 @@ class VolumeStore:
     # ---------------------------------------------------------------------------------------------------- internals
 
     def _check_open(self) -> None:
-        if self._closed:
+        if self._closed or self._closing:
             raise ValueError("the volume store is closed")
 
     def _check_usage_bound(self, units: int) -> None:
@@ -1027,47 +1080,90 @@ class VolumeStore:
                     merged[:] = self._fallthrough(unit)
                 merged[lo - base : hi - base] = piece
                 items.append((unit, merged, PIECES))  # written in part: sealed in pieces
-            self._store_units(items, committed)
+            self._store_units(items)
 
-    def _store_units(
-        self, items: Sequence[tuple[int, memoryview | bytearray, int]], committed: Mapping[int, Row]
-    ) -> None:
+    def _store_units(self, items: Sequence[tuple[int, memoryview | bytearray, int]]) -> None:
         """Seal whole units (unit, plaintext, pieces), write them to free slots, and record the rows as pending
-        (rules A1, A2, W0)."""
-        volume_id = self._volume_id
-        need = len(items) * _SEALED_SIZE
-        if len(self._sealed) < need:
-            self._sealed = bytearray(max(need, _WRITE_BATCH_UNITS * _SEALED_SIZE))
-        buffer = memoryview(self._sealed)
-        sealed: list[tuple[int, int, bytes, bytes, int]] = []  # unit, slot, nonce, tag, seq
-        views: list[memoryview] = []  # ciphertext of sealed[i]
-        taken: list[int] = []
+        (rules A1, A2, W0). Under the lock throughout; _write_whole runs the same three steps with the sealing and
+        writing outside it."""
+        batch = self._begin_batch([(unit, pieces) for unit, _, pieces in items])
         try:
-            for position, (unit, plaintext, pieces) in enumerate(items):
-                nonce = self._random(pieces * NONCE_SIZE)  # one fresh random 96-bit nonce per piece (I4)
-                if len(nonce) != pieces * NONCE_SIZE:
-                    raise ValueError("random() returned a short nonce")
-                self._seq += pieces  # one per invocation: the usage meter of MAX_SEALS_PER_DEK
-                seq = self._seq
-                blob = buffer[position * _SEALED_SIZE : (position + 1) * _SEALED_SIZE]
-                tag = _seal_unit(self._cipher, volume_id, unit, seq, nonce, plaintext, blob)
-                first_write = unit not in self._pending and unit not in committed
-                slot = self._take_slot(unit if first_write else None)
-                taken.append(slot)
-                sealed.append((unit, slot, nonce, tag, seq))
-                views.append(blob[:UNIT_SIZE])
-            order = sorted((entry[1], position) for position, entry in enumerate(sealed))
-            for run in _runs(order):
-                _pwrite_full(self._fd, [views[position] for _, position in run], run[0][0] * UNIT_SIZE)
-            self._unstarted += len(views) * UNIT_SIZE
-            if self._unstarted >= _WRITEBACK_KICK:
-                self._unstarted = 0
-                _start_writeback(self._fd)
+            tags = _seal_and_write(self._fd, self._cipher, self._volume_id, batch, [item[1] for item in items])
         except BaseException:
-            for slot in taken:  # nothing references them: give them back
-                self._release(slot)
+            self._end_batch(batch, None)
             raise
-        for unit, slot, nonce, tag, seq in sealed:
+        self._end_batch(batch, tags)
+
+    def _write_whole(self, offset: int, view: memoryview, fua: bool) -> None:
+        """write() of whole units: each batch is planned under the lock (slots, nonces, seq), sealed and written
+        outside it, and its rows recorded under it again. AES and pwritev release the GIL, so writers on other
+        connections to this volume overlap theirs (nbd.md M1). A unit's row is replaced all-or-nothing when the
+        batch is recorded: concurrent writes to one unit end with one of them whole, as NBD allows."""
+        first = offset // UNIT_SIZE
+        count = len(view) // UNIT_SIZE
+        for start in range(0, count, _WRITE_BATCH_UNITS):
+            units = range(first + start, first + min(count, start + _WRITE_BATCH_UNITS))
+            with self._lock:
+                self._check_open()
+                if start == 0:
+                    fmt.check_range(offset, len(view), self._size)
+                self._check_usage_bound(len(units))
+                batch = self._begin_batch([(unit, 1) for unit in units])
+            plaintexts = [view[(unit - first) * UNIT_SIZE : (unit - first + 1) * UNIT_SIZE] for unit in units]
+            try:
+                tags = _seal_and_write(self._fd, self._cipher, self._volume_id, batch, plaintexts)
+            except BaseException:
+                with self._lock:
+                    self._end_batch(batch, None)
+                raise
+            with self._lock:
+                self._end_batch(batch, tags)
+        if fua:
+            self.flush()
+
+    def _begin_batch(self, layout: Sequence[tuple[int, int]]) -> _Batch:
+        """Under the lock: nonces, seq and a free slot for each (unit, pieces), and a ciphertext buffer. The slots
+        stay marked used (and listed in _writing) until _end_batch, so no other batch, release or rebuild takes
+        them meanwhile; close() waits for every batch begun."""
+        total = sum(pieces for _, pieces in layout)
+        nonces = self._random(total * NONCE_SIZE)  # one fresh random 96-bit nonce per piece (I4)
+        if len(nonces) != total * NONCE_SIZE:
+            raise ValueError("random() returned a short nonce")
+        pending, held = self._pending, self._held
+        batch = _Batch(self._buffers.pop() if self._buffers else bytearray(_WRITE_BATCH_UNITS * _SEALED_SIZE))
+        at = 0
+        for unit, pieces in layout:
+            self._seq += pieces  # one per invocation: the usage meter of MAX_SEALS_PER_DEK
+            first_write = unit not in pending and not _bit(held, unit)
+            slot = self._take_slot(unit if first_write else None)
+            self._writing.add(slot)
+            batch.units.append(unit)
+            batch.slots.append(slot)
+            batch.seqs.append(self._seq)
+            batch.nonces.append(nonces[at : at + pieces * NONCE_SIZE])
+            at += pieces * NONCE_SIZE
+        if len(batch.buffer) < len(layout) * _SEALED_SIZE:
+            batch.buffer = bytearray(len(layout) * _SEALED_SIZE)
+        self._cover((max(batch.slots) + 1) * UNIT_SIZE, min(_SPILL_GROWTH, self._size))
+        self._writers += 1
+        return batch
+
+    def _end_batch(self, batch: _Batch, tags: Sequence[bytes] | None) -> None:
+        """Under the lock: record the batch's rows as pending (tags from _seal_and_write), or give its slots back
+        (None: it failed). Wakes close() when the last batch ends."""
+        self._writers -= 1
+        if self._writers == 0:
+            self._drained.notify_all()
+        if len(self._buffers) < _SPARE_BUFFERS:
+            self._buffers.append(batch.buffer)
+        self._writing.difference_update(batch.slots)
+        if tags is None:
+            for slot in batch.slots:  # nothing references them: give them back
+                self._release(slot)
+            return
+        # Read now, not when the batch began: a flush in between may have committed a row this batch replaces.
+        committed = self._committed_rows(min(batch.units), max(batch.units))
+        for unit, slot, nonce, tag, seq in zip(batch.units, batch.slots, batch.nonces, tags, batch.seqs, strict=True):
             previous = self._pending.get(unit)
             if previous is not None:
                 # Never committed, so no crash state references it: reusable at once.
@@ -1076,6 +1172,23 @@ class VolumeStore:
                 # Rule A3: the committed map still references it until the next flush commits.
                 self._limbo.append(committed[unit][0])
             self._pending[unit] = (slot, nonce, tag, seq)
+        self._unstarted += len(batch.units) * UNIT_SIZE
+        if self._unstarted >= _WRITEBACK_KICK:
+            self._unstarted = 0
+            _start_writeback(self._fd)
+
+    def _cover(self, end: int, ahead: int) -> None:
+        """Make the data file at least `end` bytes long, `ahead` more if it must grow: a sparse size change only
+        (no blocks), so pwrites stay inside the file. Not made durable on its own: a flush's fdatasync carries the
+        size that written slots need, and a crash that loses the rest loses only holes (the next open covers the
+        home area again). Advisory: if the file cannot grow (EFBIG past ext4's 16 TiB), the pwrite reports it."""
+        if end > self._file_size:
+            size = end + ahead
+            try:
+                os.ftruncate(self._fd, size)
+            except OSError:
+                return
+            self._file_size = size
 
     def _take_slot(self, home: int | None) -> int:
         """Allocate a free slot (rule A1): the unit's home slot on a first write if free, else the lowest free."""
@@ -1145,6 +1258,9 @@ class VolumeStore:
                 top = max(top, slot)
             moved = [unit for (unit,) in self._conn.execute("SELECT unit FROM map WHERE slot != unit")]
             max_seq = self._conn.execute("SELECT max(seq) FROM map").fetchone()[0]
+        for slot in self._writing:  # batches being written (delete_snapshot): their slots stay taken
+            _set_bit(used, slot)
+            top = max(top, slot)
         if max_seq is not None and max_seq > self._committed_seq:
             raise IntegrityError(what=f"volume map {self._map_path} (a row is newer than the write counter)")
         home_units = fmt.unit_count(self._size)
