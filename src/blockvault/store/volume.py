@@ -502,9 +502,10 @@ def _release_handles(fd: int, conn: sqlite3.Connection) -> None:
 class VolumeStore:
     """One open volume: read/write plaintext at byte offsets; data at rest is AES-GCM per 64 KiB unit.
 
-    Concurrency contract: every public method takes one per-store lock, so calls from any number of threads are
-    serialized and each is atomic with respect to the others (in particular write_unit_if_absent against write).
-    AES runs under the lock; at ~10 us per 64 KiB unit it costs about what the syscalls beside it do. Only one
+    Concurrency contract: calls from any number of threads are serializable, each unit replaced all-or-nothing
+    (in particular write_unit_if_absent against write). Every public method takes one per-store lock; a write of
+    whole units only seals and writes each batch outside it (_write_whole: planned and recorded under it), so
+    writers on several connections use several cores. Only one
     VolumeStore may have a volume open at a time, across processes too: open() takes an exclusive flock on the data
     file and raises Conflict otherwise. SnapshotReaders take no lock and may run in other threads or processes
     while the store writes (see SnapshotReader).
