@@ -19,7 +19,7 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from blockvault.crypto.envelope import encode_context
-from blockvault.errors import Conflict, DecryptionFailed, IntegrityError, InvalidArgument, NotFound
+from blockvault.errors import Conflict, DecryptionFailed, IntegrityError, InvalidArgument, NotFound, Unavailable
 from blockvault.store import UNIT_SIZE, SnapshotReader, VolumeStore, destroy
 from blockvault.store import format as fmt
 from blockvault.store import volume as volume_module
@@ -960,3 +960,25 @@ def test_the_data_file_covers_the_volume_from_the_start_without_blocks(
     stat = (vol_dir / fmt.DATA_FILE).stat()
     assert stat.st_size == 101 * U  # every home slot inside the file: pwrites never grow it (volume-format.md)
     assert stat.st_blocks == 0
+
+
+def test_a_write_whose_rows_cannot_be_recorded_gives_its_slots_back(
+    make_store: Callable[..., VolumeStore], vol_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make_store(4 * U)
+    store.write(0, pattern(4 * U, seed=1))
+    store.flush()  # units 0-3 in their home slots 0-3
+    store._rows.clear()  # the next write must ask map.db for the rows it replaces
+
+    def unreadable(*_: object) -> None:
+        raise Unavailable(dependency="map.db (locked, test)")
+
+    with monkeypatch.context() as m:
+        m.setattr(VolumeStore, "_committed_rows", unreadable)
+        with pytest.raises(Unavailable):
+            store.write(0, pattern(U, seed=2))  # sealed and written to spill slot 4, then not recorded
+    assert store.read(0, U) == pattern(U, seed=1)
+    store.write(0, pattern(U, seed=3))
+    store.flush()
+    assert slot_of(vol_dir, 0) == 4  # slot 4 came back: the lowest free slot again
+    assert store.read(0, U) == pattern(U, seed=3)

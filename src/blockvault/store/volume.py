@@ -1158,12 +1158,17 @@ class VolumeStore:
         if len(self._buffers) < _SPARE_BUFFERS:
             self._buffers.append(batch.buffer)
         self._writing.difference_update(batch.slots)
-        if tags is None:
-            for slot in batch.slots:  # nothing references them: give them back
-                self._release(slot)
+        committed: dict[int, Row] | None = None
+        try:
+            if tags is not None:
+                # Read now, not when the batch began: a flush in between may have committed a row it replaces.
+                committed = self._committed_rows(min(batch.units), max(batch.units))
+        finally:
+            if committed is None:  # the batch failed, or map.db could not be read: its slots are recorded nowhere
+                for slot in batch.slots:
+                    self._release(slot)
+        if tags is None or committed is None:
             return
-        # Read now, not when the batch began: a flush in between may have committed a row this batch replaces.
-        committed = self._committed_rows(min(batch.units), max(batch.units))
         for unit, slot, nonce, tag, seq in zip(batch.units, batch.slots, batch.nonces, tags, batch.seqs, strict=True):
             previous = self._pending.get(unit)
             if previous is not None:
