@@ -1,7 +1,8 @@
 """The NBD server: thin glue between sockets, the sans-I/O codec (protocol.py) and Exports (export.py).
 
-One thread per connection with a blocking socket. The store calls are blocking (AES, pwritev, fdatasync) and
-serialize on the volume's store lock anyway, so an event loop would only add a hop per request; a blocking
+One thread per connection with a blocking socket. The store calls are blocking (AES, pwritev, fdatasync; whole-unit
+writes of several connections overlap, the rest serializes on the volume's store lock: nbd.md M1), so an event
+loop would only add a hop per request; a blocking
 `recv_into` a reused buffer plus one `sendmsg` per reply is the cheapest per-call path in CPython, and STARTTLS is
 `SSLContext.wrap_socket` on the same socket. (docs/design/nbd.md "Concurrency" records this choice.)
 
