@@ -558,9 +558,8 @@ class VolumeStore:
         self._scratch: list[bytearray] = []  # read buffers, reused under the lock
         self._cipher = Aead(dek)
         self._buffers: list[bytearray] = []  # spare ciphertext | tag buffers of write batches (_SPARE_BUFFERS)
-        self._writing: set[int] = set()  # slots of batches begun and not ended (sealed and written unlocked)
-        self._writers = 0  # batches begun and not ended
-        self._drained = threading.Condition(self._lock)  # notified when _writers drops to 0
+        self._writing: set[int] = set()  # slots of batches begun and not ended (empty: no batch in flight)
+        self._drained = threading.Condition(self._lock)  # notified when _writing becomes empty
         self._unstarted = 0  # bytes written since the last flush or writeback start (_WRITEBACK_KICK)
         self._merge = (bytearray(UNIT_SIZE), bytearray(UNIT_SIZE))  # partial units of one batch (read-modify-write)
         self._unit_buf = memoryview(bytearray(UNIT_SIZE))  # a partly read unit's plaintext
@@ -702,7 +701,7 @@ class VolumeStore:
             if self._closed:
                 return
             self._closing = True  # no new batch begins (_check_open) ...
-            while self._writers:
+            while self._writing:
                 self._drained.wait()  # ... and those begun end before the handles close
             try:
                 self._flush_locked()
@@ -1143,32 +1142,28 @@ class VolumeStore:
             batch.seqs.append(self._seq)
             batch.nonces.append(nonces[at : at + pieces * NONCE_SIZE])
             at += pieces * NONCE_SIZE
-        if len(batch.buffer) < len(layout) * _SEALED_SIZE:
-            batch.buffer = bytearray(len(layout) * _SEALED_SIZE)
         self._cover((max(batch.slots) + 1) * UNIT_SIZE, min(_SPILL_GROWTH, self._size))
-        self._writers += 1
         return batch
 
     def _end_batch(self, batch: _Batch, tags: Sequence[bytes] | None) -> None:
         """Under the lock: record the batch's rows as pending (tags from _seal_and_write), or give its slots back
         (None: it failed). Wakes close() when the last batch ends."""
-        self._writers -= 1
-        if self._writers == 0:
+        self._writing.difference_update(batch.slots)
+        if not self._writing:
             self._drained.notify_all()
         if len(self._buffers) < _SPARE_BUFFERS:
             self._buffers.append(batch.buffer)
-        self._writing.difference_update(batch.slots)
-        committed: dict[int, Row] | None = None
-        try:
-            if tags is not None:
-                # Read now, not when the batch began: a flush in between may have committed a row it replaces.
-                committed = self._committed_rows(min(batch.units), max(batch.units))
-        finally:
-            if committed is None:  # the batch failed, or map.db could not be read: its slots are recorded nowhere
-                for slot in batch.slots:
-                    self._release(slot)
-        if tags is None or committed is None:
+        if tags is None:  # it failed: its slots are recorded nowhere
+            for slot in batch.slots:
+                self._release(slot)
             return
+        try:
+            # Read now, not when the batch began: a flush in between may have committed a row it replaces.
+            committed = self._committed_rows(min(batch.units), max(batch.units))
+        except BaseException:
+            for slot in batch.slots:  # map.db unreadable: the rows cannot be recorded either
+                self._release(slot)
+            raise
         for unit, slot, nonce, tag, seq in zip(batch.units, batch.slots, batch.nonces, tags, batch.seqs, strict=True):
             previous = self._pending.get(unit)
             if previous is not None:
