@@ -151,9 +151,15 @@ _AAD_VOLUME: Final = _part("volume")
 _PIECE_HEADS: Final = tuple(_U32.pack(4) + _part("piece") + _part(str(i)) + _part("seq") for i in range(PIECES))
 
 
+# u32 length prefixes of decimal numbers (a seq or a unit index has at most 20 digits): a table lookup per part
+# instead of a struct call, and b"%d" instead of str().encode(); the AAD is built once per READ.
+_LENGTHS: Final = tuple(_U32.pack(n) for n in range(64))
+
+
 def unit_aad(volume_id: str, index: int, seq: int) -> bytes:
     """The AAD of one unit: encode_context({"volume": volume_id, "unit": str(index), "seq": str(seq)})."""
-    return b"".join((_AAD_HEAD, _part(str(seq)), _AAD_UNIT, _part(str(index)), _volume_part(volume_id)))
+    s, u = b"%d" % seq, b"%d" % index
+    return b"".join((_AAD_HEAD, _LENGTHS[len(s)], s, _AAD_UNIT, _LENGTHS[len(u)], u, _volume_part(volume_id)))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -169,7 +175,8 @@ def unit_aad_reference(volume_id: str, index: int, seq: int) -> bytes:
 
 def piece_aad(volume_id: str, index: int, seq: int, piece: int) -> bytes:
     """The AAD of piece `piece` of a unit sealed in PIECES pieces (format v2)."""
-    return _PIECE_HEADS[piece] + _piece_tail(volume_id, index, seq)
+    s, u = b"%d" % seq, b"%d" % index
+    return b"".join((_PIECE_HEADS[piece], _LENGTHS[len(s)], s, _AAD_UNIT, _LENGTHS[len(u)], u, _volume_part(volume_id)))
 
 
 def piece_aads(volume_id: str, index: int, seq: int) -> list[bytes]:
@@ -179,7 +186,8 @@ def piece_aads(volume_id: str, index: int, seq: int) -> list[bytes]:
 
 
 def _piece_tail(volume_id: str, index: int, seq: int) -> bytes:
-    return b"".join((_part(str(seq)), _AAD_UNIT, _part(str(index)), _volume_part(volume_id)))
+    s, u = b"%d" % seq, b"%d" % index
+    return b"".join((_LENGTHS[len(s)], s, _AAD_UNIT, _LENGTHS[len(u)], u, _volume_part(volume_id)))
 
 
 def piece_aad_reference(volume_id: str, index: int, seq: int, piece: int) -> bytes:
@@ -190,10 +198,11 @@ def piece_aad_reference(volume_id: str, index: int, seq: int, piece: int) -> byt
 def row_pieces(nonce: bytes, tag: bytes) -> int:
     """How many pieces a map row seals its unit in (1: whole, as every v1 row; PIECES: written in part, v2), from its
     nonce and tag lengths; 0 if the lengths describe neither (a damaged or forged row: an integrity error)."""
-    pieces = len(tag) // TAG_SIZE
-    if pieces not in (1, PIECES) or len(tag) != pieces * TAG_SIZE or len(nonce) != pieces * NONCE_SIZE:
-        return 0
-    return pieces
+    return _LAYOUTS.get((len(nonce), len(tag)), 0)
+
+
+# (nonce length, tag length) -> pieces, for the layouts a row may describe (row_pieces runs once per READ).
+_LAYOUTS: Final = {(k * NONCE_SIZE, k * TAG_SIZE): k for k in (1, PIECES)}
 
 
 def key_check_aad(volume_id: str) -> bytes:

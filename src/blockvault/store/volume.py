@@ -61,6 +61,7 @@ except (ValueError, OSError):  # pragma: no cover - every POSIX system we run on
 
 _ZERO_UNIT: Final = bytes(UNIT_SIZE)
 _SEALED_SIZE: Final = UNIT_SIZE + TAG_SIZE  # a unit's ciphertext and the room to place one tag after it
+_SEALED_PIECE: Final = PIECE_SIZE + TAG_SIZE
 # Committed map rows kept in memory (about 250 bytes each, ~330 for a pieced row: 8-11 MiB, the rows of 2 GiB of
 # recently used units), so the steady-state data path does not query map.db. Coherent by construction: only
 # _flush_locked changes the committed live map, and it updates the cache with the rows it commits.
@@ -382,7 +383,16 @@ def _open_pieces(
             cipher.open_into(nonce, memoryview(sealed)[:_SEALED_SIZE], fmt.unit_aad(volume_id, unit, seq), dest)
             return
         count = len(dest) // PIECE_SIZE
-        aads = [fmt.piece_aad(volume_id, unit, seq, first)] if count == 1 else fmt.piece_aads(volume_id, unit, seq)
+        if count == 1:  # a 4 KiB read: one piece, no list of AADs
+            sealed[PIECE_SIZE:_SEALED_PIECE] = tag[first * TAG_SIZE : (first + 1) * TAG_SIZE]
+            cipher.open_into(
+                nonce[first * NONCE_SIZE : (first + 1) * NONCE_SIZE],
+                memoryview(sealed)[:_SEALED_PIECE],
+                fmt.piece_aad(volume_id, unit, seq, first),
+                dest,
+            )
+            return
+        aads = fmt.piece_aads(volume_id, unit, seq)
         view = memoryview(sealed)
         for at in range((count - 1) * PIECE_SIZE, -1, -PIECE_SIZE):
             piece = first + at // PIECE_SIZE
@@ -391,7 +401,7 @@ def _open_pieces(
             cipher.open_into(
                 nonce[piece * NONCE_SIZE : (piece + 1) * NONCE_SIZE],
                 view[at : end + TAG_SIZE],
-                aads[0] if count == 1 else aads[piece],
+                aads[piece],
                 dest[at:end],
             )
     except DecryptionFailed as exc:
@@ -556,6 +566,8 @@ class VolumeStore:
         self._free: list[int] = []  # min-heap of slots known free (lazy: entries may be stale, check _used)
         self._next_spill = 0  # next never-used slot past the home area
         self._scratch: list[bytearray] = []  # read buffers, reused under the lock
+        self._sealed = bytearray(_SEALED_SIZE)  # the ciphertext of a read inside one unit (_read_one_into)
+        self._sealed_view = memoryview(self._sealed)
         self._cipher = Aead(dek)
         self._buffers: list[bytearray] = []  # spare ciphertext | tag buffers of write batches (_SPARE_BUFFERS)
         self._writing: set[int] = set()  # slots of batches begun and not ended (empty: no batch in flight)
@@ -755,14 +767,18 @@ class VolumeStore:
         Whole units are decrypted straight into `out`. On an error (InvalidArgument, IntegrityError) `out` holds
         partial or unauthenticated bytes and must be discarded.
         """
-        view = memoryview(out).cast("B")
+        # The NBD server calls this once per READ (a 4 KiB random read: ~8 us of Python around ~6 us of preadv and
+        # AES): the checks are written out instead of called, and a byte view is used as it comes.
+        view = out if type(out) is memoryview and out.format == "B" and out.c_contiguous else memoryview(out).cast("B")
         length = len(view)
         with self._lock:
-            self._check_open()
-            fmt.check_range(offset, length, self._size)
+            if self._closed or self._closing:
+                self._check_open()
+            if offset < 0 or offset + length > self._size:
+                fmt.check_range(offset, length, self._size)
             if length == 0:
                 return
-            first, last = _unit_span(offset, length)
+            first, last = offset // UNIT_SIZE, (offset + length - 1) // UNIT_SIZE
             if first == last:
                 self._read_one_into(first, offset, view)
                 return
@@ -1022,29 +1038,31 @@ class VolumeStore:
     def _read_one_into(self, unit: int, offset: int, out: memoryview) -> None:
         """_read_units_into for a read inside one unit (a 4 KiB READ): the same rules (R1/R2) without the
         batching machinery, whose lists, sorts and generators cost more than the 64 KiB preadv + decrypt."""
-        base = unit * UNIT_SIZE
-        lo, hi = offset - base, offset - base + len(out)
+        lo = offset - unit * UNIT_SIZE
+        hi = lo + len(out)
         row = self._pending.get(unit)
-        if row is None and _bit(self._held, unit):
-            row = self._rows.get(unit) or self._committed_rows(unit, unit).get(unit)
         if row is None:
-            out[:] = memoryview(self._fallthrough(unit))[lo:hi]
-            return
+            held, index = self._held, unit >> 3  # _bit(self._held, unit), written out
+            if index < len(held) and held[index] >> (unit & 7) & 1:
+                row = self._rows.get(unit) or self._committed_rows(unit, unit).get(unit)
+            if row is None:
+                out[:] = memoryview(self._fallthrough(unit))[lo:hi]
+                return
         # Only the pieces [lo, hi) touches are read and opened (one for an aligned 4 KiB read of a v2 row).
-        pieces = _row_pieces(self._volume_id, unit, row)
+        pieces = fmt.row_pieces(row[1], row[2]) or _row_pieces(self._volume_id, unit, row)
         size = UNIT_SIZE // pieces
         first = lo // size
         start, stop = first * size, -(-hi // size) * size
-        if not self._scratch:
-            self._scratch.append(bytearray(_SEALED_SIZE))
-        sealed = self._scratch[0]
-        what = f"volume {self._volume_id}"
-        _pread_full(self._fd, [memoryview(sealed)[: stop - start]], row[0] * UNIT_SIZE + start, what)
-        exact = lo == start and hi == stop
-        dest = out if exact else self._unit_buf[: stop - start]
-        _open_pieces(self._cipher, self._volume_id, unit, row, pieces, sealed, first, dest)
-        if not exact:
-            out[:] = self._unit_buf[lo - start : hi - start]
+        sealed = self._sealed
+        want = stop - start
+        if os.preadv(self._fd, [self._sealed_view[:want]], row[0] * UNIT_SIZE + start) != want:
+            # Short: at the end of a truncated data file (an IntegrityError); _pread_full retries and says so.
+            _pread_full(self._fd, [self._sealed_view[:want]], row[0] * UNIT_SIZE + start, f"volume {self._volume_id}")
+        if lo == start and hi == stop:
+            _open_pieces(self._cipher, self._volume_id, unit, row, pieces, sealed, first, out)
+            return
+        _open_pieces(self._cipher, self._volume_id, unit, row, pieces, sealed, first, self._unit_buf[:want])
+        out[:] = self._unit_buf[lo - start : hi - start]
 
     def _fallthrough(self, unit: int) -> bytes:
         if self._source is not None and unit < self._source_units:
