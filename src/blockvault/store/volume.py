@@ -769,7 +769,11 @@ class VolumeStore:
         """
         # The NBD server calls this once per READ (a 4 KiB random read: ~8 us of Python around ~6 us of preadv and
         # AES): the checks are written out instead of called, and a byte view is used as it comes.
-        view = out if type(out) is memoryview and out.format == "B" and out.c_contiguous else memoryview(out).cast("B")
+        view = (
+            out
+            if isinstance(out, memoryview) and out.format == "B" and out.ndim == 1 and out.c_contiguous
+            else memoryview(out).cast("B")
+        )
         length = len(view)
         with self._lock:
             if self._closed or self._closing:
