@@ -322,16 +322,8 @@ class _Replies:
         return out
 
     def queue(self, pieces: Sequence[bytes | memoryview]) -> None:
-        self._pieces.extend(pieces)
-        for piece in pieces:
-            self._queued += len(piece)
-        if self._queued >= OUTPUT_THRESHOLD:
-            self.send()
-
-    def queue_read(self, head: bytes, data: bytes | memoryview) -> None:
-        """queue([head, data]) for a READ reply, without the list."""
-        self._pieces += (head, data)
-        self._queued += len(head) + len(data)
+        self._pieces += pieces
+        self._queued += sum(map(len, pieces))
         if self._queued >= OUTPUT_THRESHOLD:
             self.send()
 
@@ -586,8 +578,10 @@ class Connection:
                         reply.queue([self._failed(request, exc, structured)])
                     else:
                         cookie = request.cookie
-                        head = p.chunk_data_header(cookie, offset, length, done=True) if structured else None
-                        reply.queue_read(head or p.simple_reply(cookie), data)
+                        if structured:
+                            reply.queue((p.chunk_data_header(cookie, offset, length, done=True), data))
+                        else:
+                            reply.queue((p.simple_reply(cookie), data))
                     continue
             if command in (p.CMD_DISC, p.CMD_FLUSH):
                 if held:

@@ -158,8 +158,7 @@ _LENGTHS: Final = tuple(_U32.pack(n) for n in range(64))
 
 def unit_aad(volume_id: str, index: int, seq: int) -> bytes:
     """The AAD of one unit: encode_context({"volume": volume_id, "unit": str(index), "seq": str(seq)})."""
-    s, u = b"%d" % seq, b"%d" % index
-    return b"".join((_AAD_HEAD, _LENGTHS[len(s)], s, _AAD_UNIT, _LENGTHS[len(u)], u, _volume_part(volume_id)))
+    return _AAD_HEAD + _tail(volume_id, index, seq)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -175,17 +174,17 @@ def unit_aad_reference(volume_id: str, index: int, seq: int) -> bytes:
 
 def piece_aad(volume_id: str, index: int, seq: int, piece: int) -> bytes:
     """The AAD of piece `piece` of a unit sealed in PIECES pieces (format v2)."""
-    s, u = b"%d" % seq, b"%d" % index
-    return b"".join((_PIECE_HEADS[piece], _LENGTHS[len(s)], s, _AAD_UNIT, _LENGTHS[len(u)], u, _volume_part(volume_id)))
+    return _PIECE_HEADS[piece] + _tail(volume_id, index, seq)
 
 
 def piece_aads(volume_id: str, index: int, seq: int) -> list[bytes]:
     """piece_aad for every piece of the unit (the common tail built once)."""
-    tail = _piece_tail(volume_id, index, seq)
+    tail = _tail(volume_id, index, seq)
     return [head + tail for head in _PIECE_HEADS]
 
 
-def _piece_tail(volume_id: str, index: int, seq: int) -> bytes:
+def _tail(volume_id: str, index: int, seq: int) -> bytes:
+    """What follows the "seq" key in a unit's or a piece's AAD: seq | "unit" | index | "volume" | volume_id."""
     s, u = b"%d" % seq, b"%d" % index
     return b"".join((_LENGTHS[len(s)], s, _AAD_UNIT, _LENGTHS[len(u)], u, _volume_part(volume_id)))
 

@@ -202,7 +202,7 @@ def _rest(buffers: list[memoryview], done: int) -> list[memoryview]:
     return []
 
 
-def _pread_full(fd: int, buffers: list[memoryview], offset: int, what: str) -> None:
+def _pread_full(fd: int, buffers: list[memoryview], offset: int, volume_id: str) -> None:
     want = sum(map(len, buffers))
     got = os.preadv(fd, buffers, offset)
     while got < want:
@@ -210,7 +210,8 @@ def _pread_full(fd: int, buffers: list[memoryview], offset: int, what: str) -> N
         more = os.preadv(fd, _rest(buffers, got), offset + got)
         if more == 0:
             # A slot the map references is missing (truncated data file): refuse, never return zeros.
-            raise IntegrityError(what=f"{what} (data file truncated)")
+            slot = (offset + got) // UNIT_SIZE
+            raise IntegrityError(what=f"volume {volume_id} slot {slot} (data file truncated)")
         got += more
 
 
@@ -243,8 +244,7 @@ def _writeback_starter() -> Callable[[int], None]:
 _start_writeback: Final = _writeback_starter()
 # Unflushed ciphertext after which the store starts writeback early (W4): a large sequential write then overlaps the
 # disk with the transfer, and a writethrough client's group of 16 read-modify-writes (1 MiB of slots) overlaps it
-# with the group's own CPU work, instead of leaving all of it to the next flush's fdatasync. 16 MiB until session 6;
-# 256 KiB: 4 KiB FUA writes +17 %, sequential writes unchanged (volume-format.md W4).
+# with the group's own CPU work, instead of leaving all of it to the next flush's fdatasync (volume-format.md W4).
 _WRITEBACK_KICK: Final = 256 << 10
 # Spare write-batch buffers a store keeps (4 MiB each): one per concurrent writer, as many as nbdcopy's connections.
 _SPARE_BUFFERS: Final = 4
@@ -269,7 +269,7 @@ def _decrypt_rows(
     order = sorted((row[0], position) for position, (_, row) in enumerate(rows))
     for run in _runs(order):
         views = [memoryview(buffers[position])[:UNIT_SIZE] for _, position in run]
-        _pread_full(fd, views, run[0][0] * UNIT_SIZE, f"volume {volume_id} slot {run[0][0]}")
+        _pread_full(fd, views, run[0][0] * UNIT_SIZE, volume_id)
     out: list[bytes] = []
     for (unit, row), buffer in zip(rows, buffers, strict=False):
         _slot, nonce, tag, seq = row
@@ -303,7 +303,7 @@ def _open_rows_into(
     order = sorted((row[0], position) for position, (_, row) in enumerate(rows))
     for run in _runs(order):
         views = [memoryview(buffers[position])[:UNIT_SIZE] for _, position in run]
-        _pread_full(fd, views, run[0][0] * UNIT_SIZE, f"volume {volume_id} slot {run[0][0]}")
+        _pread_full(fd, views, run[0][0] * UNIT_SIZE, volume_id)
     for (unit, row), buffer, dest in zip(rows, buffers, dests, strict=False):
         _open_pieces(cipher, volume_id, unit, row, _row_pieces(volume_id, unit, row), buffer, 0, dest)
 
@@ -1061,9 +1061,9 @@ class VolumeStore:
         start, stop = first * size, -(-hi // size) * size
         sealed = self._sealed
         want = stop - start
-        if os.preadv(self._fd, [self._sealed_view[:want]], row[0] * UNIT_SIZE + start) != want:
-            # Short: at the end of a truncated data file (an IntegrityError); _pread_full retries and says so.
-            _pread_full(self._fd, [self._sealed_view[:want]], row[0] * UNIT_SIZE + start, f"volume {self._volume_id}")
+        buffers = [self._sealed_view[:want]]
+        if os.preadv(self._fd, buffers, row[0] * UNIT_SIZE + start) != want:  # short: _pread_full finishes or raises
+            _pread_full(self._fd, buffers, row[0] * UNIT_SIZE + start, self._volume_id)
         if lo == start and hi == stop:
             _open_pieces(self._cipher, self._volume_id, unit, row, pieces, sealed, first, out)
             return
