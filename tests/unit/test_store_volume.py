@@ -128,8 +128,17 @@ def test_round_trip_at_odd_offsets_matches_a_bytearray(
         model[off : off + n] = data
     assert store.read(0, store.size) == model
     assert store.read(offset, length) == model[offset : offset + length]
+    assert read_into(store, offset, length) == model[offset : offset + length]  # pending rows
     store.flush()
     assert store.read(offset, length) == model[offset : offset + length]
+    assert read_into(store, offset, length) == model[offset : offset + length]  # committed rows
+    assert read_into(store, 0, store.size) == model
+
+
+def read_into(store: VolumeStore, offset: int, length: int) -> bytearray:
+    out = bytearray(length)
+    store.read_into(offset, out)
+    return out
 
 
 def test_write_accepts_bytearray_and_memoryview(make_store: Callable[..., VolumeStore]) -> None:
@@ -177,14 +186,34 @@ def test_first_writes_use_home_slots_and_overwrites_use_free_ones(
 ) -> None:
     store = make_store(4 * U)
     store.write(0, pattern(4 * U))
+    assert read_into(store, 0, 4 * U) == pattern(4 * U)  # one run of slots, pending rows
     store.flush()
     assert [slot_of(vol_dir, unit) for unit in range(4)] == [0, 1, 2, 3]
+    assert read_into(store, 0, 4 * U) == pattern(4 * U)  # one run of slots, committed rows
     store.write(U, pattern(U, 2))
     store.flush()
     assert slot_of(vol_dir, 1) == 4  # rule A1: never over a committed slot
     store.write(2 * U, pattern(U, 3))
     store.flush()
     assert slot_of(vol_dir, 2) == 1  # rule A3: slot 1 was released by the committed overwrite
+    # Units in slots 0, 4, 1, 3: a READ of whole units reads each from its own slot, not from a run starting at 0.
+    expected = pattern(4 * U)[:U] + pattern(U, 2) + pattern(U, 3) + pattern(4 * U)[3 * U :]
+    assert read_into(store, 0, 4 * U) == expected
+    assert read_into(store, U, 2 * U) == expected[U : 3 * U]
+
+
+def test_a_read_of_whole_units_sees_pending_rows_over_committed_ones(
+    make_store: Callable[..., VolumeStore], vol_dir: Path
+) -> None:
+    store = make_store(4 * U)
+    store.write(0, pattern(4 * U))
+    store.flush()
+    store.write(0, pattern(2 * U, 9))  # units 0 and 1 again: pending, in slots 4 and 5 (a run, as 0 and 1 are)
+    assert read_into(store, 0, 2 * U) == pattern(2 * U, 9)
+    assert read_into(store, 0, 4 * U) == pattern(2 * U, 9) + pattern(4 * U)[2 * U :]
+    store.flush()
+    assert [slot_of(vol_dir, unit) for unit in range(2)] == [4, 5]
+    assert read_into(store, 0, 2 * U) == pattern(2 * U, 9)
 
 
 def test_repeated_overwrites_reuse_space(make_store: Callable[..., VolumeStore], vol_dir: Path) -> None:
@@ -579,6 +608,8 @@ def test_flipped_bit_is_an_integrity_error(tamper_store: VolumeStore, vol_dir: P
         data.write(bytes([byte ^ 0x10]))
     with pytest.raises(IntegrityError):
         tamper_store.read(U, 1)
+    with pytest.raises(IntegrityError, match=f"unit 1 of volume {tamper_store.volume_id}"):
+        tamper_store.read_into(U, bytearray(2 * U))  # units 1 and 2: sealed whole
     assert tamper_store.read(0, U) == KNOWN[:100] + KNOWN[: U // 2] + KNOWN[100 + U // 2 : U]
     with pytest.raises(IntegrityError):
         tamper_store.write(U + 1, b"partial writes must not launder it")
@@ -756,6 +787,8 @@ def test_truncated_data_file_is_an_integrity_error(tamper_store: VolumeStore, vo
     os.truncate(vol_dir / fmt.DATA_FILE, U + 10)
     with pytest.raises(IntegrityError):
         tamper_store.read(0, 4 * U)
+    with pytest.raises(IntegrityError, match="truncated"):  # the whole-unit READ path (NBD's 1 MiB READ)
+        tamper_store.read_into(U, bytearray(2 * U))
     # The one-unit read path (NBD's 4 KiB READ) too: a slot cut short (unit 1: 10 bytes left) or gone (unit 2).
     for unit in (1, 2):
         with pytest.raises(IntegrityError, match="truncated"):

@@ -62,6 +62,7 @@ except (ValueError, OSError):  # pragma: no cover - every POSIX system we run on
 _ZERO_UNIT: Final = bytes(UNIT_SIZE)
 _SEALED_SIZE: Final = UNIT_SIZE + TAG_SIZE  # a unit's ciphertext and the room to place one tag after it
 _SEALED_PIECE: Final = PIECE_SIZE + TAG_SIZE
+_UNIT_MASK: Final = UNIT_SIZE - 1
 # Committed map rows kept in memory (about 250 bytes each, ~330 for a pieced row: 8-11 MiB, the rows of 2 GiB of
 # recently used units), so the steady-state data path does not query map.db. Coherent by construction: only
 # _flush_locked changes the committed live map, and it updates the cache with the rows it commits.
@@ -568,6 +569,7 @@ class VolumeStore:
         self._free: list[int] = []  # min-heap of slots known free (lazy: entries may be stale, check _used)
         self._next_spill = 0  # next never-used slot past the home area
         self._scratch: list[bytearray] = []  # read buffers, reused under the lock
+        self._local = threading.local()  # per thread: _fetch_run's ciphertext | tag buffers (used unlocked)
         self._sealed = bytearray(_SEALED_SIZE)  # the ciphertext of a read inside one unit (_read_one_into)
         self._sealed_view = memoryview(self._sealed)
         self._cipher = Aead(dek)
@@ -788,8 +790,14 @@ class VolumeStore:
             if first == last:
                 self._read_one_into(first, offset, view)
                 return
-            for start in range(first, last + 1, _READ_BATCH_UNITS):
-                self._read_units_into(start, min(last, start + _READ_BATCH_UNITS - 1), offset, view)
+            run = None
+            if not (offset | length) & _UNIT_MASK and last - first < _READ_BATCH_UNITS:
+                run = self._fetch_run(first, last - first + 1)
+            if run is None:
+                for start in range(first, last + 1, _READ_BATCH_UNITS):
+                    self._read_units_into(start, min(last, start + _READ_BATCH_UNITS - 1), offset, view)
+                return
+        self._open_run(first, *run, view)
 
     def write(self, offset: int, data: bytes | bytearray | memoryview, *, fua: bool = False) -> None:
         """Write plaintext at `offset`; with fua=True, durable on return. Each unit is replaced all-or-nothing.
@@ -1040,6 +1048,49 @@ class VolumeStore:
             lo, hi = max(offset, base), min(end, base + UNIT_SIZE)
             _open_rows_into(self._fd, self._cipher, self._volume_id, [(unit, row)], [self._unit_buf], self._scratch)
             out[lo - offset : hi - offset] = self._unit_buf[lo - base : hi - base]
+
+    def _fetch_run(self, first: int, count: int) -> tuple[list[Row], list[bytearray]] | None:
+        """The first step of a READ of whole units held as one run of consecutive slots, each sealed whole, rows in
+        memory (a sequential 1 MiB READ of data written sequentially): their rows, and their ciphertext read with one
+        preadv into the calling thread's scratch buffers. None, with nothing read, for anything else (the general
+        path). Runs under the lock; _open_run, the decryption, does not (volume-format.md "Locks and concurrency")."""
+        pending, cache = self._pending, self._rows
+        rows: list[Row] = []
+        slot = -1
+        for unit in range(first, first + count):
+            row = pending.get(unit) or cache.get(unit)
+            if row is None or len(row[1]) != NONCE_SIZE or (slot >= 0 and row[0] != slot + 1):
+                return None  # not held, not cached, pieced, or not the next slot
+            rows.append(row)
+            slot = row[0]
+        local = self._local
+        scratch: list[bytearray] | None = getattr(local, "scratch", None)
+        if scratch is None:
+            scratch = local.scratch = []
+            local.views = []
+        views: list[memoryview] = local.views
+        while len(scratch) < count:
+            scratch.append(bytearray(_SEALED_SIZE))
+            views.append(memoryview(scratch[-1])[:UNIT_SIZE])
+        views = views[:count]
+        at = rows[0][0] * UNIT_SIZE
+        if os.preadv(self._fd, views, at) != count * UNIT_SIZE:  # short: _pread_full finishes or raises
+            _pread_full(self._fd, views, at, self._volume_id)
+        return rows, scratch
+
+    def _open_run(self, first: int, rows: list[Row], scratch: list[bytearray], out: memoryview) -> None:
+        """Decrypt what _fetch_run read into `out`: one call per unit, outside the store lock. The ciphertext is
+        the calling thread's private copy, taken under the lock, so writers may reuse its slots meanwhile."""
+        open_into, volume_id = self._cipher.open_into, self._volume_id
+        unit = first
+        for row, sealed in zip(rows, scratch, strict=False):
+            sealed[UNIT_SIZE:] = row[2]
+            begin = (unit - first) * UNIT_SIZE
+            try:
+                open_into(row[1], sealed, fmt.unit_aad(volume_id, unit, row[3]), out[begin : begin + UNIT_SIZE])
+            except DecryptionFailed as exc:
+                raise DecryptionFailed(f"unit {unit} of volume {volume_id} failed authentication") from exc
+            unit += 1
 
     def _read_one_into(self, unit: int, offset: int, out: memoryview) -> None:
         """_read_units_into for a read inside one unit (a 4 KiB READ): the same rules (R1/R2) without the
