@@ -29,18 +29,33 @@ def to_row(obj: Any, table: Table) -> dict[str, Any]:
 
 def from_row(cls: type[T], row: Any) -> T:
     mapping = row._mapping if hasattr(row, "_mapping") else row
-    hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if f.name not in mapping:
+    for name, kind in _plan(cls):
+        if name not in mapping:
             continue
-        value = mapping[f.name]
-        hint = str(hints.get(f.name, ""))
-        if value is not None and "datetime" in hint:
+        value = mapping[name]
+        if value is not None and kind == "datetime":
             value = datetime.fromisoformat(value)
-        elif value is not None and hint.startswith("dict"):
+        elif value is not None and kind == "dict":
             value = json.loads(value)
         elif isinstance(value, memoryview):
             value = bytes(value)
-        kwargs[f.name] = value
+        kwargs[name] = value
     return cls(**kwargs)
+
+
+_PLANS: dict[type[Any], tuple[tuple[str, str], ...]] = {}
+
+
+def _plan(cls: type[Any]) -> tuple[tuple[str, str], ...]:
+    """Per dataclass, each field's name and how its column converts back: resolving the type hints is far slower
+    than converting a row (it was most of an NBD handshake's export lookup), and they never change."""
+    plan = _PLANS.get(cls)
+    if plan is None:
+        hints = typing.get_type_hints(cls)
+        kinds = {f.name: str(hints.get(f.name, "")) for f in dataclasses.fields(cls)}
+        plan = _PLANS[cls] = tuple(
+            (name, "datetime" if "datetime" in hint else "dict" if hint.startswith("dict") else "")
+            for name, hint in kinds.items()
+        )
+    return plan
