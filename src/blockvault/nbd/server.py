@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import mmap
 import select
 import socket
 import ssl
@@ -288,6 +289,12 @@ class GroupWait:
         self._last_group = size
 
 
+def _zeroed(size: int) -> memoryview:
+    """A writable zeroed buffer whose pages the kernel maps on first touch: bytearray(size) writes every byte up
+    front (~0.3-1 ms for 4 MiB), which each connection paid twice, whether it ever read or not."""
+    return memoryview(mmap.mmap(-1, size)) if size else memoryview(bytearray())
+
+
 class _Replies:
     """Per-connection reply output: queued replies and the READ buffer they point into.
 
@@ -303,7 +310,7 @@ class _Replies:
         self._pread = export.pread
         # A send may block for as long as the client does not read: return a batch's store lease first (K3).
         self._idle: Callable[[], None] | None = getattr(export, "idle", None)
-        self._arena = memoryview(bytearray(ARENA_SIZE if self._into is not None else 0))
+        self._arena = _zeroed(ARENA_SIZE if self._into is not None else 0)
         self._used = 0
         self._pieces: list[bytes | memoryview] = []
         self._queued = 0
@@ -315,7 +322,7 @@ class _Replies:
             self.send()  # frees the arena
             if length > len(self._arena):
                 self._arena.release()
-                self._arena = memoryview(bytearray(length))
+                self._arena = _zeroed(length)
         out = self._arena[self._used : self._used + length]
         self._used += length
         self._into(offset, out)
@@ -451,14 +458,12 @@ class Connection:
         size = export.size()
         flags = ready.export.flags
         meta = bool(ready.meta_contexts)
-        buf = bytearray(RECV_BUFFER)
-        view = memoryview(buf)
+        view = _zeroed(RECV_BUFFER)
         start = end = 0  # view[start:end] holds received, unparsed bytes
         leftover = ready.leftover
         if leftover:
-            if len(leftover) > len(buf):
-                buf = bytearray(len(leftover))
-                view = memoryview(buf)
+            if len(leftover) > len(view):
+                view = _zeroed(len(leftover))
             view[: len(leftover)] = leftover
             end = len(leftover)
         reply = _Replies(sock, export)
@@ -512,15 +517,15 @@ class Connection:
                 start += consumed
                 if start == end:
                     start = end = 0
-                elif start + need > len(buf):
+                elif start + need > len(view):
                     # The incomplete request does not fit behind `start`: move its head (less than `need` bytes)
                     # to the front, growing the buffer for a payload larger than RECV_BUFFER (at most MAX_PAYLOAD).
                     head = end - start
-                    if need > len(buf):
-                        bigger = bytearray(need)
+                    if need > len(view):
+                        bigger = _zeroed(need)
                         bigger[:head] = view[start:end]
                         view.release()
-                        buf, view = bigger, memoryview(bigger)
+                        view = bigger
                     else:
                         view[:head] = view[start:end]
                     start, end = 0, head
