@@ -137,6 +137,7 @@ def test_read_chunks_reassemble_to_the_data(data: bytes, offset: int) -> None:
     pieces = p.read_chunks(1, offset, data, hole_granularity=1024)
     stream = b"".join(bytes(x) for x in pieces)
     out = bytearray(len(data))
+    holes = bytearray(len(data))  # 1 where the reply says hole
     pos = done = covered = 0
     while pos < len(stream):
         _magic, flags, kind, _cookie, n = struct.unpack_from(">IHHQI", stream, pos)
@@ -148,8 +149,15 @@ def test_read_chunks_reassemble_to_the_data(data: bytes, offset: int) -> None:
             out[at - offset : at - offset + n - 8] = body[8:]
             covered += n - 8
         else:
-            _at, hole = struct.unpack(">QI", body)
+            at, hole = struct.unpack(">QI", body)
+            holes[at - offset : at - offset + hole] = b"\x01" * hole
             covered += hole
     assert bytes(out) == data
     assert covered == len(data)
     assert done == 1
+    # Holes are exactly the all-zero 1024-byte units aligned to absolute offsets that lie wholly inside the read.
+    expected = bytearray(len(data))
+    for start in range(-offset % 1024, len(data) - 1023, 1024):
+        if not any(data[start : start + 1024]):
+            expected[start : start + 1024] = b"\x01" * 1024
+    assert holes == expected

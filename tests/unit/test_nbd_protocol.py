@@ -260,6 +260,16 @@ def test_read_chunks_sends_zero_units_as_holes() -> None:
     assert sum(len(x) for x in pieces) < 1000
 
 
+def test_read_chunks_finds_holes_aligned_to_the_export_not_to_the_read() -> None:
+    # The read starts 512 bytes before a 1024-byte boundary: its only hole is bytes 512..1535 of the data.
+    data = b"\x01" * 512 + bytes(1024) + b"\x01" * 1024
+    pieces = p.read_chunks(9, 7 * 1024 + 512, data, hole_granularity=1024)
+    decoded, done = decode_read_chunks(pieces, len(data), 7 * 1024 + 512)
+    assert (decoded, done) == (data, 1)
+    holes = [bytes(x) for x in pieces if struct.unpack_from(">IHH", bytes(x))[2:] == (p.REPLY_TYPE_OFFSET_HOLE,)]
+    assert [struct.unpack_from(">QI", hole, 20) for hole in holes] == [(8 * 1024, 1024)]
+
+
 def test_structured_error_and_simple_reply_layout() -> None:
     assert struct.unpack(">IIQ", p.simple_reply(5, p.EIO)) == (p.SIMPLE_REPLY_MAGIC, p.EIO, 5)
     chunk = p.chunk_error(5, p.EIO, "boom")

@@ -275,6 +275,9 @@ def test_reopen_after_close_returns_flushed_data(make_store: Callable[..., Volum
     with reopen(vol_dir) as again:
         assert again.read(U - 2, len(data)) == data
         assert again.allocated_units() == [0, 1, 2, 3, 4]
+    with reopen(vol_dir) as again:  # units 1-3 are whole; no rows in memory yet: the general path, then the run's
+        assert read_into(again, U, 3 * U) == data[2 : 3 * U + 2]
+        assert read_into(again, U, 3 * U) == data[2 : 3 * U + 2]
 
 
 # ------------------------------------------------------------------------------------------------------ crashes
@@ -478,6 +481,7 @@ def test_clone_reads_fall_through_to_the_source(
     expected = bytearray(pattern(4 * U, 42) + bytes(2 * U))
     with reopen(vol_dir, source=source) as clone:
         assert clone.read(0, 6 * U) == expected
+        assert read_into(clone, 0, 6 * U) == expected
         clone.write(U - 3, b"mine!!")  # partial writes merge the source content of units 0 and 1
         expected[U - 3 : U + 3] = b"mine!!"
         assert clone.read(0, 6 * U) == expected
@@ -486,6 +490,11 @@ def test_clone_reads_fall_through_to_the_source(
         assert not clone.has_unit(2)
     with reopen(vol_dir, source=source) as clone:
         assert clone.read(0, 6 * U) == expected
+        clone.write(2 * U, pattern(U, 7))  # unit 2 the clone's own, unit 3 still the source's
+        expected[2 * U : 3 * U] = pattern(U, 7)
+        clone.flush()
+        assert read_into(clone, 2 * U, 2 * U) == expected[2 * U : 4 * U]
+        assert read_into(clone, 0, 6 * U) == expected
 
 
 def test_write_unit_if_absent_never_overwrites_the_volume(
@@ -734,12 +743,30 @@ def test_units_written_whole_are_sealed_whole_and_parts_in_pieces(
 def test_a_map_row_of_no_known_layout_is_an_integrity_error(tamper_store: VolumeStore, vol_dir: Path) -> None:
     tamper_store.close()
     with sqlite3.connect(vol_dir / fmt.MAP_FILE) as conn:
-        conn.execute("UPDATE map SET tag = tag || x'00000000' WHERE unit = 1")  # 20 bytes: no layout
+        (tag,) = conn.execute("SELECT tag FROM map WHERE unit = 1").fetchone()
+        conn.execute("UPDATE map SET tag = ? WHERE unit = 1", (tag + bytes(4),))  # a 20-byte blob: no layout
     conn.close()
     with reopen(vol_dir) as store:
         for offset, length in ((U, 1), (U, U), (0, 2 * U)):
             with pytest.raises(IntegrityError):
                 store.read(offset, length)
+
+
+def test_a_malformed_row_among_whole_units_is_an_integrity_error(
+    make_store: Callable[..., VolumeStore], vol_dir: Path
+) -> None:
+    store = make_store(4 * U)
+    store.write(0, pattern(4 * U))  # four units sealed whole in slots 0-3: one run
+    store.close()
+    with sqlite3.connect(vol_dir / fmt.MAP_FILE) as conn:
+        (tag,) = conn.execute("SELECT tag FROM map WHERE unit = 1").fetchone()
+        conn.execute("UPDATE map SET tag = ? WHERE unit = 1", (tag + bytes(4),))  # a 20-byte blob: no layout
+    conn.close()
+    with reopen(vol_dir) as again:
+        for _ in range(2):  # the second time the rows are in memory: the whole-unit READ path meets the row
+            with pytest.raises(IntegrityError, match="malformed map row"):
+                again.read_into(0, bytearray(4 * U))
+        assert read_into(again, 2 * U, 2 * U) == pattern(4 * U)[2 * U :]
 
 
 def test_v1_volumes_stay_readable_and_are_upgraded_on_open(
@@ -938,6 +965,40 @@ def test_concurrent_writers_lose_nothing_and_tear_nothing(
     store.close()
     with reopen(vol_dir) as again:
         check(again)
+
+
+def test_whole_unit_reads_in_threads_see_whole_versions_while_writers_replace_units(
+    make_store: Callable[..., VolumeStore],
+) -> None:
+    """Readers of whole units (each thread decrypts its own copy of the ciphertext outside the lock) race a writer
+    that replaces the units and flushes, which frees and reuses their slots: every unit a reader returns is one
+    version the writer wrote, whole."""
+    units, versions = 16, 12
+    store = make_store(units * U)
+    store.write(0, b"".join(pattern(U, seed=unit * 100) for unit in range(units)))
+    store.flush()
+    allowed = {unit: {pattern(U, seed=unit * 100 + v) for v in range(versions)} for unit in range(units)}
+
+    def reader(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(60):
+            first = rng.randrange(units)
+            count = rng.randrange(2, units - first + 1) if first < units - 1 else 1
+            out = bytearray(count * U)
+            store.read_into(first * U, out)
+            for i in range(count):
+                assert bytes(out[i * U : (i + 1) * U]) in allowed[first + i], f"unit {first + i}"
+
+    def writer() -> None:
+        for v in range(1, versions):
+            store.write(0, b"".join(pattern(U, seed=unit * 100 + v) for unit in range(units)))
+            if v % 2:
+                store.flush()
+
+    threads = [in_thread(lambda k=k: reader(k)) for k in range(3)] + [in_thread(writer)]
+    for thread, errors in threads:
+        thread.join()
+        assert not errors, errors
 
 
 def test_close_waits_for_a_write_being_sealed_and_then_refuses_writes(

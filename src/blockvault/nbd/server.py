@@ -292,7 +292,7 @@ class GroupWait:
 def _zeroed(size: int) -> memoryview:
     """A writable zeroed buffer whose pages the kernel maps on first touch: bytearray(size) writes every byte up
     front (~0.3-1 ms for 4 MiB), which each connection paid twice, whether it ever read or not."""
-    return memoryview(mmap.mmap(-1, size)) if size else memoryview(bytearray())
+    return memoryview(mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)) if size else memoryview(bytearray())
 
 
 class _Replies:

@@ -63,6 +63,9 @@ _ZERO_UNIT: Final = bytes(UNIT_SIZE)
 _SEALED_SIZE: Final = UNIT_SIZE + TAG_SIZE  # a unit's ciphertext and the room to place one tag after it
 _SEALED_PIECE: Final = PIECE_SIZE + TAG_SIZE
 _UNIT_MASK: Final = UNIT_SIZE - 1
+# Whole-unit READs of up to this many units take _fetch_run's path: one preadv (within IOV_MAX) into per-thread
+# buffers of up to 4 MiB, kept while the thread and the store live.
+_RUN_UNITS: Final = min(_READ_BATCH_UNITS, _IOV_MAX)
 # Committed map rows kept in memory (about 250 bytes each, ~330 for a pieced row: 8-11 MiB, the rows of 2 GiB of
 # recently used units), so the steady-state data path does not query map.db. Coherent by construction: only
 # _flush_locked changes the committed live map, and it updates the cache with the rows it commits.
@@ -791,7 +794,7 @@ class VolumeStore:
                 self._read_one_into(first, offset, view)
                 return
             run = None
-            if not (offset | length) & _UNIT_MASK and last - first < _READ_BATCH_UNITS:
+            if not (offset | length) & _UNIT_MASK and last - first < _RUN_UNITS:
                 run = self._fetch_run(first, last - first + 1)
             if run is None:
                 for start in range(first, last + 1, _READ_BATCH_UNITS):
@@ -1059,8 +1062,13 @@ class VolumeStore:
         slot = -1
         for unit in range(first, first + count):
             row = pending.get(unit) or cache.get(unit)
-            if row is None or len(row[1]) != NONCE_SIZE or (slot >= 0 and row[0] != slot + 1):
-                return None  # not held, not cached, pieced, or not the next slot
+            if (
+                row is None
+                or len(row[1]) != NONCE_SIZE
+                or len(row[2]) != TAG_SIZE
+                or (slot >= 0 and row[0] != slot + 1)
+            ):
+                return None  # not held, not cached, pieced (or malformed: the general path says so), not the next slot
             rows.append(row)
             slot = row[0]
         local = self._local
@@ -1084,7 +1092,7 @@ class VolumeStore:
         open_into, volume_id = self._cipher.open_into, self._volume_id
         unit = first
         for row, sealed in zip(rows, scratch, strict=False):
-            sealed[UNIT_SIZE:] = row[2]
+            sealed[UNIT_SIZE:_SEALED_SIZE] = row[2]
             begin = (unit - first) * UNIT_SIZE
             try:
                 open_into(row[1], sealed, fmt.unit_aad(volume_id, unit, row[3]), out[begin : begin + UNIT_SIZE])
