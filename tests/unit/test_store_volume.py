@@ -740,12 +740,17 @@ def test_units_written_whole_are_sealed_whole_and_parts_in_pieces(
     assert rows == {0: 1, 1: fmt.PIECES, 2: fmt.PIECES, 3: fmt.PIECES}
 
 
+def lengthen_tag(directory: Path, unit: int) -> None:
+    """Make the unit's map row describe no layout: a 20-byte tag (a blob, as the store writes them)."""
+    with sqlite3.connect(directory / fmt.MAP_FILE) as conn:
+        (tag,) = conn.execute("SELECT tag FROM map WHERE unit = ?", (unit,)).fetchone()
+        conn.execute("UPDATE map SET tag = ? WHERE unit = ?", (tag + bytes(4), unit))
+    conn.close()
+
+
 def test_a_map_row_of_no_known_layout_is_an_integrity_error(tamper_store: VolumeStore, vol_dir: Path) -> None:
     tamper_store.close()
-    with sqlite3.connect(vol_dir / fmt.MAP_FILE) as conn:
-        (tag,) = conn.execute("SELECT tag FROM map WHERE unit = 1").fetchone()
-        conn.execute("UPDATE map SET tag = ? WHERE unit = 1", (tag + bytes(4),))  # a 20-byte blob: no layout
-    conn.close()
+    lengthen_tag(vol_dir, 1)
     with reopen(vol_dir) as store:
         for offset, length in ((U, 1), (U, U), (0, 2 * U)):
             with pytest.raises(IntegrityError):
@@ -758,10 +763,7 @@ def test_a_malformed_row_among_whole_units_is_an_integrity_error(
     store = make_store(4 * U)
     store.write(0, pattern(4 * U))  # four units sealed whole in slots 0-3: one run
     store.close()
-    with sqlite3.connect(vol_dir / fmt.MAP_FILE) as conn:
-        (tag,) = conn.execute("SELECT tag FROM map WHERE unit = 1").fetchone()
-        conn.execute("UPDATE map SET tag = ? WHERE unit = 1", (tag + bytes(4),))  # a 20-byte blob: no layout
-    conn.close()
+    lengthen_tag(vol_dir, 1)
     with reopen(vol_dir) as again:
         for _ in range(2):  # the second time the rows are in memory: the whole-unit READ path meets the row
             with pytest.raises(IntegrityError, match="malformed map row"):
