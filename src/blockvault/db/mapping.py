@@ -52,10 +52,10 @@ def _plan(cls: type[Any]) -> tuple[tuple[str, str], ...]:
     than converting a row (it was most of an NBD handshake's export lookup), and they never change."""
     plan = _PLANS.get(cls)
     if plan is None:
-        hints = typing.get_type_hints(cls)
-        kinds = {f.name: str(hints.get(f.name, "")) for f in dataclasses.fields(cls)}
-        plan = _PLANS[cls] = tuple(
-            (name, "datetime" if "datetime" in hint else "dict" if hint.startswith("dict") else "")
-            for name, hint in kinds.items()
-        )
+        hints = {name: str(hint) for name, hint in typing.get_type_hints(cls).items()}
+        plan = _PLANS[cls] = tuple((f.name, _kind(hints.get(f.name, ""))) for f in dataclasses.fields(cls))
     return plan
+
+
+def _kind(hint: str) -> str:
+    return "datetime" if "datetime" in hint else "dict" if hint.startswith("dict") else ""

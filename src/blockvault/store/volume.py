@@ -378,15 +378,16 @@ def _open_pieces(
     """Authenticate and decrypt pieces first.. of `unit` into `dest` (len(dest) / piece size pieces); `pieces` is
     the row's layout, as _row_pieces validated it (1: whole, then first = 0 and dest is the unit).
 
-    `sealed` holds their ciphertext contiguously from offset 0, with TAG_SIZE spare bytes after it. Pieces are opened
-    last first: piece i's tag is placed over the first bytes of piece i + 1, which has already been decrypted (so
-    one preadv of the contiguous slot feeds every piece, no per-piece buffers). On an error `dest` may hold
+    `sealed`, exactly _SEALED_SIZE bytes (a unit sealed whole is opened from all of it), holds their ciphertext
+    contiguously from offset 0, with TAG_SIZE spare bytes after it. Pieces are opened last first: piece i's tag is
+    placed over the first bytes of piece i + 1, which has already been decrypted (so one preadv of the contiguous
+    slot feeds every piece, no per-piece buffers). On an error `dest` may hold
     unauthenticated bytes: the caller must discard them (it raises, so it does)."""
     _slot, nonce, tag, seq = row
     try:
         if pieces == 1:
             sealed[UNIT_SIZE:_SEALED_SIZE] = tag
-            cipher.open_into(nonce, memoryview(sealed)[:_SEALED_SIZE], fmt.unit_aad(volume_id, unit, seq), dest)
+            cipher.open_into(nonce, sealed, fmt.unit_aad(volume_id, unit, seq), dest)
             return
         count = len(dest) // PIECE_SIZE
         if count == 1:  # a 4 KiB read: one piece, no list of AADs
@@ -1062,12 +1063,7 @@ class VolumeStore:
         slot = -1
         for unit in range(first, first + count):
             row = pending.get(unit) or cache.get(unit)
-            if (
-                row is None
-                or len(row[1]) != NONCE_SIZE
-                or len(row[2]) != TAG_SIZE
-                or (slot >= 0 and row[0] != slot + 1)
-            ):
+            if row is None or fmt.row_pieces(row[1], row[2]) != 1 or (slot >= 0 and row[0] != slot + 1):
                 return None  # not held, not cached, pieced (or malformed: the general path says so), not the next slot
             rows.append(row)
             slot = row[0]
@@ -1089,16 +1085,10 @@ class VolumeStore:
     def _open_run(self, first: int, rows: list[Row], scratch: list[bytearray], out: memoryview) -> None:
         """Decrypt what _fetch_run read into `out`: one call per unit, outside the store lock. The ciphertext is
         the calling thread's private copy, taken under the lock, so writers may reuse its slots meanwhile."""
-        open_into, volume_id = self._cipher.open_into, self._volume_id
-        unit = first
-        for row, sealed in zip(rows, scratch, strict=False):
-            sealed[UNIT_SIZE:_SEALED_SIZE] = row[2]
-            begin = (unit - first) * UNIT_SIZE
-            try:
-                open_into(row[1], sealed, fmt.unit_aad(volume_id, unit, row[3]), out[begin : begin + UNIT_SIZE])
-            except DecryptionFailed as exc:
-                raise DecryptionFailed(f"unit {unit} of volume {volume_id} failed authentication") from exc
-            unit += 1
+        cipher, volume_id = self._cipher, self._volume_id
+        for index, (row, sealed) in enumerate(zip(rows, scratch, strict=False)):
+            at = index * UNIT_SIZE
+            _open_pieces(cipher, volume_id, first + index, row, 1, sealed, 0, out[at : at + UNIT_SIZE])
 
     def _read_one_into(self, unit: int, offset: int, out: memoryview) -> None:
         """_read_units_into for a read inside one unit (a 4 KiB READ): the same rules (R1/R2) without the
