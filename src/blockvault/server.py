@@ -218,6 +218,8 @@ class Server:
         self._reaper.start()
         with bootstrap_lock(self.settings.data_dir):  # the NBD CA is made at first start, once per data dir
             self._stop_nbd = nbd_runtime.start(self)
+        if self._stop_nbd is not None:
+            threading.Thread(target=self._open_attached, name="open-attached", daemon=True).start()
         # Backup policies: one thread for every region, on the domain clock; it ends when stop() sets _stop.
         self.scheduler = Scheduler(
             {
@@ -229,6 +231,14 @@ class Server:
             stop=self._stop,
         )
         self.scheduler.start()
+
+    def _open_attached(self) -> None:
+        """Open the stores of attached volumes now, not at their first NBD request (AttachmentService.open_attached)."""
+        for region in self.regions.values():
+            try:
+                region.blockstorage.attachments.open_attached(self._stop)
+            except Exception:
+                log.exception("opening the attached volumes of %s failed", region.region.name)
 
     def _reap(self) -> None:
         while not self._stop.wait(10.0):

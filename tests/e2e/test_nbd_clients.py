@@ -7,6 +7,7 @@ retry or give up on EIO in its own way; we want the exact reply and its timing).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import socket
@@ -228,6 +229,55 @@ def test_sigkill_during_multi_conn_writes_tears_no_unit(tmp_path: Path) -> None:
         assert after[size:] == bytes(MIB)  # nothing past what was written
         if mid_copy:  # killed while nbdcopy ran: a part of the copy was flushed, a part was not
             assert 0 < fresh < size // unit, (fresh, flushes)
+    finally:
+        conf.stop_server(srv)
+
+
+def _store_is_open(srv: Any, volume: Any) -> bool:
+    """Whether some process holds the volume's store open: VolumeStore.open takes an exclusive flock on its data
+    file, so a second one fails (a probe from outside the server, without sending it a request)."""
+    ad = volume.availability_domain.split(":")[-1]
+    data = srv.data_dir / "regions" / "us-ashburn-1" / "ads" / ad / "volumes" / volume.id / "data"
+    with data.open("rb") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return False
+
+
+def test_a_restart_opens_attached_volumes_before_their_first_request(tmp_path: Path) -> None:
+    """After a restart the server opens the store of every attached volume in the background, so a client that
+    reconnects does not wait for the open in its first request. Volumes without an attachment stay closed, and an
+    attached volume whose key is disabled is skipped: the server starts, and a client of that volume is refused
+    as before (D1), while the others are served."""
+    conf = e2e_conftest()
+    srv = conf.start_server(tmp_path / "data")
+    try:
+        sdk = Sdk(srv)
+        vault = sdk.new_vault(srv.tenancy, "open-vault")
+        key = sdk.new_key(vault, srv.tenancy, "open-key")
+        attached = sdk.create_volume(srv.tenancy, name="attached")
+        idle = sdk.create_volume(srv.tenancy, name="not-attached")
+        locked = sdk.create_volume(srv.tenancy, name="attached-key-disabled", kms_key_id=key.id)
+        locked_att = attach(srv, locked.id)  # first: opening it fails, and those after it must still open
+        att = attach(srv, attached.id)
+        run("qemu-io", "-f", "raw", "-c", "write -P 0x3c 0 64k", att["uri"])
+        sdk.disable_key(vault, key.id)
+        conf.stop_server(srv)
+        assert not _store_is_open(srv, attached)  # nothing holds it while the server is down
+        srv = conf.start_server(tmp_path / "data", port=srv.port, nbd_port=srv.nbd_port)
+        deadline = time.monotonic() + 30
+        while not _store_is_open(srv, attached):
+            assert time.monotonic() < deadline, "the attached volume was not opened after the restart"
+            time.sleep(0.05)
+        assert not _store_is_open(srv, idle)
+        assert not _store_is_open(srv, locked)
+        run("qemu-io", "-f", "raw", "-c", "read -P 0x3c 0 64k", att["uri"])
+        refused = run("qemu-io", "-f", "raw", "-c", "read 0 4k", locked_att["uri"], check=False)
+        assert refused.returncode != 0
+        assert "Denied by server" in refused.stderr, refused
     finally:
         conf.stop_server(srv)
 

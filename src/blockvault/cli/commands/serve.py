@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -116,6 +117,11 @@ def cmd_serve(args: argparse.Namespace, ctx: Any = None) -> int:
     server.start_background()
     sys.stdout.write(banner(server))
     sys.stdout.flush()
+    # Everything built so far lives as long as the server: move it out of the cyclic collector's sight. Otherwise
+    # the first full collection after start walks it all with the GIL held (measured: 70-80 ms inside a client's
+    # first 1 GiB write, every NBD thread stalled), and every later one walks it again.
+    gc.collect()
+    gc.freeze()
     try:
         uvicorn.run(server.app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
     finally:
