@@ -227,11 +227,11 @@ class AttachmentService:
         return done
 
     def open_attached(self, stop: threading.Event | None = None) -> int:
-        """Open the store of every volume with an ATTACHED attachment (the server calls this in the background when
-        it starts): a client that reconnects after a restart then finds its volume open, instead of its first
-        request waiting for the open (the allocator is rebuilt from the map: about a second per few million
-        units). A volume that cannot be opened now (its key disabled, say) is skipped: its first request opens
-        it, or fails, exactly as without this. Returns how many stores were opened."""
+        """Open the store of every volume with an ATTACHED attachment (nbd.md K5; the server calls this in the
+        background when it starts): a client that reconnects after a restart then finds its volume open, instead
+        of its first request waiting for the open (the allocator is rebuilt from the map: about a second per few
+        million units). A volume that cannot be opened now (its key disabled, say) is skipped: its first request
+        opens it, or fails, exactly as without this. Returns how many stores were opened."""
         opened = 0
         seen: set[str] = set()
         for attachment in self.repo.find(tables.attachments.c.state == ATTACHED):
