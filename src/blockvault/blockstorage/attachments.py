@@ -235,7 +235,9 @@ class AttachmentService:
         opened = 0
         seen: set[str] = set()
         for attachment in self.repo.find(tables.attachments.c.state == ATTACHED):
-            if (stop is not None and stop.is_set()) or attachment.volume_id in seen:
+            if stop is not None and stop.is_set():
+                break  # the server is stopping
+            if attachment.volume_id in seen:
                 continue
             seen.add(attachment.volume_id)
             try:
