@@ -236,7 +236,8 @@ class Server:
         """Open the stores of attached volumes now, not at their first NBD request (AttachmentService.open_attached)."""
         for region in self.regions.values():
             try:
-                region.blockstorage.attachments.open_attached(self._stop)
+                opened = region.blockstorage.attachments.open_attached(self._stop)
+                log.info("%s: %d attached volume(s) opened at start", region.region.name, opened)
             except Exception:
                 log.exception("opening the attached volumes of %s failed", region.region.name)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import MIB, Sdk, e2e_conftest, raw
+from helpers import MIB, Sdk, e2e_conftest, raw, wait_for
 
 from blockvault.nbd import protocol as p
 
@@ -268,10 +268,7 @@ def test_a_restart_opens_attached_volumes_before_their_first_request(tmp_path: P
         conf.stop_server(srv)
         assert not _store_is_open(srv, attached)  # nothing holds it while the server is down
         srv = conf.start_server(tmp_path / "data", port=srv.port, nbd_port=srv.nbd_port)
-        deadline = time.monotonic() + 30
-        while not _store_is_open(srv, attached):
-            assert time.monotonic() < deadline, "the attached volume was not opened after the restart"
-            time.sleep(0.05)
+        wait_for(lambda: _store_is_open(srv, attached), bool, timeout=30, what="the attached volume's store to open")
         assert not _store_is_open(srv, idle)
         assert not _store_is_open(srv, locked)
         run("qemu-io", "-f", "raw", "-c", "read -P 0x3c 0 64k", att["uri"])
